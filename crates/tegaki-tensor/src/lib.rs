@@ -14,11 +14,12 @@
 pub mod conv;
 pub mod gemm;
 pub mod init;
+pub mod io;
 pub mod parallel;
 mod param;
 pub mod rng;
 
 pub use conv::{ConvGeometry, col2im, conv_output_size, im2col, try_conv_output_size};
 pub use init::Init;
-pub use param::Param;
+pub use param::{HasParams, Param};
 pub use rng::{RngState, SeededRng};

@@ -35,3 +35,27 @@ impl Param {
         self.value.is_empty()
     }
 }
+
+/// Anything that owns parameters: a layer, a model, a plain list.
+///
+/// The visitor walks every trainable [`Param`] in a fixed order with a stable,
+/// PyTorch-like name (`"0.weight"`), so an optimizer can keep per-parameter
+/// state by position and save it by name without knowing what a layer is.
+pub trait HasParams {
+    /// Calls `f` on every parameter, always in the same order.
+    fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param));
+}
+
+impl HasParams for [Param] {
+    fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        for (i, p) in self.iter_mut().enumerate() {
+            f(&i.to_string(), p);
+        }
+    }
+}
+
+impl HasParams for Vec<Param> {
+    fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        self.as_mut_slice().visit_params(f);
+    }
+}

@@ -1,0 +1,3 @@
+//! (placeholder: being written)
+/// placeholder
+pub struct Conv2d;

@@ -1,0 +1,5 @@
+//! (placeholder: being written)
+/// placeholder
+pub struct Dropout;
+/// placeholder
+pub struct DropoutScaling;

@@ -1,0 +1,209 @@
+//! Fully connected layer.
+
+use ndarray::{Array2, ArrayD, Axis, Ix2};
+use tegaki_tensor::gemm::gemm;
+use tegaki_tensor::{Init, Param, SeededRng};
+
+use crate::layer::no_forward;
+use crate::{Layer, Mode};
+
+/// `y = x · Wᵀ + b`.
+///
+/// # Shapes
+/// * input `(N, in_features)`, output `(N, out_features)`
+/// * `weight`: `(out_features, in_features)` (PyTorch's layout), `bias`: `(out_features,)`
+pub struct Linear {
+    in_features: usize,
+    out_features: usize,
+    weight: Param,
+    bias: Option<Param>,
+    input: Option<Array2<f32>>,
+}
+
+impl Linear {
+    /// A layer with PyTorch's default initialisation (weight and bias
+    /// U(±1/sqrt(in_features))).
+    pub fn new(in_features: usize, out_features: usize, rng: &mut SeededRng) -> Self {
+        Self::with_init(in_features, out_features, Init::TorchDefault, true, rng)
+    }
+
+    /// A layer whose weight is drawn from `init`; the bias (if any) is zero,
+    /// except with [`Init::TorchDefault`], which draws it like the weight.
+    pub fn with_init(
+        in_features: usize,
+        out_features: usize,
+        init: Init,
+        bias: bool,
+        rng: &mut SeededRng,
+    ) -> Self {
+        let weight = Param::new(init.tensor(&[out_features, in_features], rng));
+        let bias = bias.then(|| {
+            let b = match init {
+                Init::TorchDefault => {
+                    init.tensor_with_fans(&[out_features], in_features, out_features, rng)
+                }
+                _ => Init::Zeros.tensor(&[out_features], rng),
+            };
+            Param::new(b)
+        });
+        Self {
+            in_features,
+            out_features,
+            weight,
+            bias,
+            input: None,
+        }
+    }
+
+    fn weight2(&self) -> ndarray::ArrayView2<'_, f32> {
+        self.weight
+            .value
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("weight is 2-D")
+    }
+
+    fn check_input(&self, shape: &[usize]) -> Result<(), String> {
+        match shape {
+            [_, d] if *d == self.in_features => Ok(()),
+            _ => Err(format!(
+                "{} expects (N, {}), got {shape:?}",
+                self.describe(),
+                self.in_features
+            )),
+        }
+    }
+}
+
+impl Layer for Linear {
+    fn describe(&self) -> String {
+        let bias = if self.bias.is_some() {
+            ""
+        } else {
+            ", bias=false"
+        };
+        format!("Linear({}, {}{bias})", self.in_features, self.out_features)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        self.check_input(input)?;
+        Ok(vec![input[0], self.out_features])
+    }
+
+    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        if let Err(e) = self.check_input(x.shape()) {
+            panic!("{e}");
+        }
+        let x = x.into_dimensionality::<Ix2>().expect("checked above");
+        let n = x.nrows();
+        let mut y = match &self.bias {
+            Some(b) => b
+                .value
+                .broadcast((n, self.out_features))
+                .expect("bias is 1-D")
+                .to_owned(),
+            None => Array2::zeros((n, self.out_features)),
+        };
+        let beta = if self.bias.is_some() { 1.0 } else { 0.0 };
+        gemm(1.0, x.view(), self.weight2().t(), beta, &mut y.view_mut());
+        self.input = Some(x);
+        y.into_dyn()
+    }
+
+    fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
+        let dy = self.param_grads(dy);
+        let mut dx = Array2::zeros((dy.nrows(), self.in_features));
+        gemm(1.0, dy.view(), self.weight2(), 0.0, &mut dx.view_mut());
+        dx.into_dyn()
+    }
+
+    fn backward_params_only(&mut self, dy: ArrayD<f32>) {
+        self.param_grads(dy);
+    }
+
+    fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        f("weight", &mut self.weight);
+        if let Some(b) = &mut self.bias {
+            f("bias", b);
+        }
+    }
+}
+
+impl Linear {
+    /// Assigns dW = dyᵀ · x and db = Σₙ dy; returns dy as a matrix.
+    fn param_grads(&mut self, dy: ArrayD<f32>) -> Array2<f32> {
+        let x = self
+            .input
+            .take()
+            .unwrap_or_else(|| panic!("{}", no_forward("Linear")));
+        let dy = dy
+            .into_dimensionality::<Ix2>()
+            .expect("Linear: dy must be (N, out_features)");
+        assert_eq!(dy.dim(), (x.nrows(), self.out_features), "Linear: dy shape");
+        let mut dw = self
+            .weight
+            .grad
+            .view_mut()
+            .into_dimensionality::<Ix2>()
+            .expect("weight is 2-D");
+        gemm(1.0, dy.t(), x.view(), 0.0, &mut dw);
+        if let Some(b) = &mut self.bias {
+            b.grad.assign(&dy.sum_axis(Axis(0)));
+        }
+        dy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::{check_layer, random_input};
+    use tegaki_tensor::rng;
+
+    #[test]
+    fn forward_matches_formula() {
+        let mut l = Linear::new(3, 2, &mut rng::seeded(0));
+        let x = random_input(&[4, 3], 1);
+        let y = l.forward(x.clone(), Mode::Eval);
+        let w = l.weight.value.clone().into_dimensionality::<Ix2>().unwrap();
+        let b = l.bias.as_ref().unwrap().value.clone();
+        for n in 0..4 {
+            for o in 0..2 {
+                let expect: f32 = (0..3).map(|i| x[[n, i]] * w[[o, i]]).sum::<f32>() + b[[o]];
+                assert!((y[[n, o]] - expect).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn gradients() {
+        for (n, i, o, bias) in [(1, 5, 3, true), (4, 7, 2, true), (3, 4, 6, false)] {
+            let mut l =
+                Linear::with_init(i, o, Init::XavierNormal, bias, &mut rng::seeded(n as u64));
+            if let Some(b) = &mut l.bias {
+                b.value.fill(0.3);
+            }
+            check_layer(&mut l, &random_input(&[n, i], 7));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "backward called before forward")]
+    fn backward_before_forward_panics() {
+        let mut l = Linear::new(2, 2, &mut rng::seeded(0));
+        l.backward(ArrayD::zeros(vec![1, 2]));
+    }
+
+    #[test]
+    fn params_only_matches_full_backward() {
+        let x = random_input(&[3, 4], 2);
+        let dy = random_input(&[3, 5], 3);
+        let mut a = Linear::new(4, 5, &mut rng::seeded(9));
+        let mut b = Linear::new(4, 5, &mut rng::seeded(9));
+        a.forward(x.clone(), Mode::Train);
+        b.forward(x, Mode::Train);
+        a.backward(dy.clone());
+        b.backward_params_only(dy);
+        assert_eq!(a.weight.grad, b.weight.grad);
+    }
+}

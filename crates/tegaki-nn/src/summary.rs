@@ -1,0 +1,3 @@
+//! (placeholder: being written)
+/// placeholder
+pub fn summary() {}
