@@ -1,3 +1,277 @@
-//! (placeholder: being written)
-/// placeholder
-pub struct MaxPool2d;
+//! 2-D max pooling.
+
+use ndarray::{Array4, ArrayD};
+use rayon::prelude::*;
+use tegaki_tensor::conv::try_conv_output_size;
+
+use crate::layer::no_forward;
+use crate::{Layer, Mode};
+
+/// Planes (one channel of one sample) per parallel task, so that small planes
+/// do not drown in scheduling overhead.
+const MIN_PLANES_PER_TASK: usize = 16;
+
+/// Maximum over `KH x KW` windows moved by `stride` over every channel of an
+/// NCHW batch (no padding). Output sizes use floor division, so trailing rows
+/// and columns that do not fill a window are ignored.
+///
+/// Ties go to the first maximum in row-major window order, and a NaN wins
+/// over any number (as in PyTorch). The position of each window's maximum is
+/// kept as a `u32` index into its input plane; the backward pass routes each
+/// output gradient to that position only, adding up where overlapping windows
+/// chose the same pixel.
+///
+/// # Shapes
+/// input `(N, C, H, W)`, output `(N, C, OH, OW)` with
+/// `OH = floor((H - KH) / stride_h) + 1` (likewise `OW`).
+pub struct MaxPool2d {
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    /// Argmax of every output, kept (and its storage reused) between steps.
+    argmax: Vec<u32>,
+    /// Input shape of the last forward pass, taken by `backward`.
+    cache: Option<[usize; 4]>,
+}
+
+impl MaxPool2d {
+    /// A pooling layer with the given window and stride (PyTorch's
+    /// `MaxPool2d(kernel, stride)` with padding 0).
+    ///
+    /// # Panics
+    /// If a kernel side or a stride is zero.
+    pub fn new(kernel: (usize, usize), stride: (usize, usize)) -> Self {
+        assert!(
+            kernel.0 > 0 && kernel.1 > 0 && stride.0 > 0 && stride.1 > 0,
+            "MaxPool2d: kernel {kernel:?} and stride {stride:?} must be positive"
+        );
+        Self {
+            kernel,
+            stride,
+            argmax: Vec::new(),
+            cache: None,
+        }
+    }
+
+    fn out_hw(&self, shape: &[usize]) -> Result<(usize, usize), String> {
+        let [_, _, h, w] = *shape else {
+            return Err(format!(
+                "{} expects (N, C, H, W), got {shape:?}",
+                self.describe()
+            ));
+        };
+        let fit = |input, k, s| {
+            try_conv_output_size(input, k, s, 0)
+                .map_err(|e| format!("{} on input {shape:?}: {e}", self.describe()))
+        };
+        if h * w > u32::MAX as usize {
+            return Err(format!(
+                "{}: planes of {h}x{w} are too large for u32 argmax indices",
+                self.describe()
+            ));
+        }
+        Ok((
+            fit(h, self.kernel.0, self.stride.0)?,
+            fit(w, self.kernel.1, self.stride.1)?,
+        ))
+    }
+}
+
+/// Pools one `h x w` plane into `y` (`oh x ow`), recording argmax indices.
+fn pool_plane(
+    x: &[f32],
+    w: usize,
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    ow: usize,
+    y: &mut [f32],
+    idx: &mut [u32],
+) {
+    for (o, (y_o, idx_o)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
+        let (oy, ox) = (o / ow, o % ow);
+        let first = oy * sh * w + ox * sw;
+        let mut best_i = first;
+        let mut best = x[first];
+        for ki in 0..kh {
+            let row = first + ki * w;
+            for (kj, &v) in x[row..row + kw].iter().enumerate() {
+                // Strict `>` keeps the first of equal maxima; a NaN beats numbers.
+                if v > best || (v.is_nan() && !best.is_nan()) {
+                    best = v;
+                    best_i = row + kj;
+                }
+            }
+        }
+        *y_o = best;
+        *idx_o = best_i as u32;
+    }
+}
+
+impl Layer for MaxPool2d {
+    fn describe(&self) -> String {
+        format!(
+            "MaxPool2d(kernel_size={:?}, stride={:?})",
+            self.kernel, self.stride
+        )
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        let (oh, ow) = self.out_hw(input)?;
+        Ok(vec![input[0], input[1], oh, ow])
+    }
+
+    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let (oh, ow) = self.out_hw(x.shape()).unwrap_or_else(|e| panic!("{e}"));
+        let shape: [usize; 4] = x.shape().try_into().expect("checked above");
+        let [n, c, h, w] = shape;
+        let x = x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let mut y = Array4::<f32>::zeros((n, c, oh, ow));
+        self.argmax.resize(n * c * oh * ow, 0);
+        let (kernel, stride) = (self.kernel, self.stride);
+        y.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(oh * ow)
+            .zip(self.argmax.par_chunks_mut(oh * ow))
+            .zip(x.par_chunks(h * w))
+            .with_min_len(MIN_PLANES_PER_TASK)
+            .for_each(|((y_p, idx_p), x_p)| pool_plane(x_p, w, kernel, stride, ow, y_p, idx_p));
+        self.cache = Some(shape);
+        y.into_dyn()
+    }
+
+    fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
+        let shape = self
+            .cache
+            .take()
+            .unwrap_or_else(|| panic!("{}", no_forward("MaxPool2d")));
+        let [n, c, h, w] = shape;
+        let (oh, ow) = self.out_hw(&shape).expect("checked in forward");
+        assert_eq!(
+            dy.shape(),
+            &[n, c, oh, ow],
+            "{}: dy shape vs last output",
+            self.describe()
+        );
+        let dy = dy.as_standard_layout();
+        let mut dx = Array4::<f32>::zeros((n, c, h, w));
+        dx.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(h * w)
+            .zip(self.argmax.par_chunks(oh * ow))
+            .zip(dy.as_slice().expect("standard layout").par_chunks(oh * ow))
+            .with_min_len(MIN_PLANES_PER_TASK)
+            .for_each(|((dx_p, idx_p), dy_p)| {
+                for (&i, &g) in idx_p.iter().zip(dy_p) {
+                    dx_p[i as usize] += g;
+                }
+            });
+        dx.into_dyn()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::{check_layer, random_input};
+    use ndarray::Array;
+
+    #[test]
+    fn forward_picks_window_maxima() {
+        // One 4x5 plane; 2x2 windows, stride 2: the last column is dropped.
+        #[rustfmt::skip]
+        let x = Array::from_shape_vec((1, 1, 4, 5), vec![
+            1., 5., 2., 0., 99.,
+            3., 4., 8., 1., 99.,
+            0., 0., 7., 7., 99.,
+            6., 0., 7., 2., 99.,
+        ]).unwrap().into_dyn();
+        let mut pool = MaxPool2d::new((2, 2), (2, 2));
+        let y = pool.forward(x, Mode::Train);
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(y.as_slice().unwrap(), &[5., 8., 6., 7.]);
+    }
+
+    #[test]
+    fn gradient_goes_to_the_argmax_only_and_ties_to_the_first() {
+        // Window (1,1) holds a tie: 7 at (2,2), (2,3) and (3,2); the first in
+        // row-major order, (2,2), takes the gradient.
+        #[rustfmt::skip]
+        let x = Array::from_shape_vec((1, 1, 4, 4), vec![
+            1., 5., 2., 0.,
+            3., 4., 8., 1.,
+            0., 0., 7., 7.,
+            6., 0., 7., 2.,
+        ]).unwrap().into_dyn();
+        let mut pool = MaxPool2d::new((2, 2), (2, 2));
+        pool.forward(x, Mode::Train);
+        let dy = Array::from_shape_vec((1, 1, 2, 2), vec![10., 20., 30., 40.])
+            .unwrap()
+            .into_dyn();
+        let dx = pool.backward(dy);
+        #[rustfmt::skip]
+        let expect = [
+            0., 10., 0., 0.,
+            0., 0., 20., 0.,
+            0., 0., 40., 0.,
+            30., 0., 0., 0.,
+        ];
+        assert_eq!(dx.as_slice().unwrap(), &expect);
+    }
+
+    #[test]
+    fn overlapping_windows_accumulate() {
+        // 3x3 windows, stride 1, on a 4x4 plane whose maximum (9 at (1,1)) lies
+        // in all four windows.
+        #[rustfmt::skip]
+        let x = Array::from_shape_vec((1, 1, 4, 4), vec![
+            0., 1., 2., 0.,
+            1., 9., 3., 1.,
+            2., 3., 4., 8.,
+            0., 1., 2., 0.,
+        ]).unwrap().into_dyn();
+        let mut pool = MaxPool2d::new((3, 3), (1, 1));
+        let y = pool.forward(x, Mode::Train);
+        assert_eq!(y.as_slice().unwrap(), &[9., 9., 9., 9.]);
+        let dx = pool.backward(Array::from_elem((1, 1, 2, 2), 1.5).into_dyn());
+        let mut expect = [0.0f32; 16];
+        expect[5] = 6.0;
+        assert_eq!(dx.as_slice().unwrap(), &expect);
+    }
+
+    #[test]
+    fn gradients_on_random_inputs() {
+        // Random N(0,1) inputs have no ties, so the max is smooth around them.
+        for (i, (shape, k, s)) in [
+            ([1, 1, 4, 4], (2, 2), (2, 2)),
+            ([3, 2, 7, 5], (2, 2), (2, 2)),
+            ([2, 3, 6, 7], (3, 2), (1, 2)),
+            ([2, 2, 5, 6], (2, 3), (2, 1)),
+            ([4, 1, 5, 5], (3, 3), (2, 2)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut pool = MaxPool2d::new(k, s);
+            check_layer(&mut pool, &random_input(&shape, i as u64));
+        }
+    }
+
+    #[test]
+    fn output_shapes_use_floor_division() {
+        let pool = MaxPool2d::new((2, 2), (2, 2));
+        assert_eq!(pool.output_shape(&[3, 4, 7, 9]).unwrap(), vec![3, 4, 3, 4]);
+        assert_eq!(
+            pool.output_shape(&[1, 1, 28, 28]).unwrap(),
+            vec![1, 1, 14, 14]
+        );
+        assert!(pool.output_shape(&[1, 1, 1, 5]).is_err());
+        assert!(pool.output_shape(&[1, 5]).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "backward called before forward")]
+    fn backward_before_forward_panics() {
+        let mut pool = MaxPool2d::new((2, 2), (2, 2));
+        pool.backward(ArrayD::zeros(vec![1, 1, 2, 2]));
+    }
+}

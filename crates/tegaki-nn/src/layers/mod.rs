@@ -10,7 +10,7 @@ mod linear;
 mod maxpool2d;
 
 pub use activation::{LeakyReLU, ReLU, Sigmoid, Tanh};
-pub use batchnorm::{BatchNorm1d, BatchNorm2d};
+pub use batchnorm::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv2d::Conv2d;
 pub use dropout::{Dropout, DropoutScaling};
 pub use flatten::Flatten;
