@@ -1,3 +1,284 @@
-//! (placeholder: being written)
-/// placeholder
-pub struct Sequential;
+//! A chain of layers.
+
+use ndarray::ArrayD;
+use tegaki_tensor::{HasParams, Param, SeededRng};
+
+use crate::{Layer, Mode};
+
+/// Layers applied one after another; itself a [`Layer`], so chains nest.
+///
+/// Names are composed as PyTorch's `nn.Sequential` composes them: the
+/// parameters of layer `i` are `"{i}.{name}"` (`"0.weight"`, `"2.bias"`,
+/// `"1.0.weight"` when nested), and parameterless layers still take an index,
+/// so the names of a network match PyTorch's for the same stack of layers.
+///
+/// # Example
+///
+/// ```
+/// use tegaki_nn::{Layer, Linear, Mode, ReLU, Sequential};
+/// use tegaki_tensor::rng;
+///
+/// let mut init = rng::stream(0, "init");
+/// let mut model = Sequential::new()
+///     .with(Linear::new(4, 8, &mut init))
+///     .with(ReLU::new())
+///     .with(Linear::new(8, 3, &mut init));
+/// let y = model.forward(ndarray::ArrayD::zeros(vec![2, 4]), Mode::Eval);
+/// assert_eq!(y.shape(), &[2, 3]);
+///
+/// let mut names = Vec::new();
+/// model.visit_params(&mut |name, _| names.push(name.to_string()));
+/// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// ```
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Layer>>,
+}
+
+impl Sequential {
+    /// An empty chain (the identity).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builder form of [`Sequential::push`].
+    #[must_use]
+    pub fn with(mut self, layer: impl Layer + 'static) -> Self {
+        self.push(layer);
+        self
+    }
+
+    /// Appends `layer` at the end.
+    pub fn push(&mut self, layer: impl Layer + 'static) -> &mut Self {
+        self.push_boxed(Box::new(layer))
+    }
+
+    /// Appends an already boxed layer at the end.
+    pub fn push_boxed(&mut self, layer: Box<dyn Layer>) -> &mut Self {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Number of layers (not counting those inside nested chains).
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True when the chain has no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// The layers, in order, mutably.
+    pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer>] {
+        &mut self.layers
+    }
+
+    /// Visits every parameter as `"{index}.{name}"`.
+    ///
+    /// The same as [`Layer::visit_params`] and [`HasParams::visit_params`];
+    /// this inherent method spares callers the ambiguity when both traits are
+    /// in scope.
+    pub fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_params(&mut |name, p| f(&format!("{i}.{name}"), p));
+        }
+    }
+
+    /// Forward pass in [`Mode::Eval`]: the network's output for a batch.
+    pub fn predict(&mut self, x: ArrayD<f32>) -> ArrayD<f32> {
+        self.forward(x, Mode::Eval)
+    }
+}
+
+impl From<Vec<Box<dyn Layer>>> for Sequential {
+    fn from(layers: Vec<Box<dyn Layer>>) -> Self {
+        Self { layers }
+    }
+}
+
+impl std::fmt::Debug for Sequential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Layer for Sequential {
+    fn describe(&self) -> String {
+        let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
+        format!("Sequential({})", inner.join(", "))
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        let mut shape = input.to_vec();
+        for (i, layer) in self.layers.iter().enumerate() {
+            shape = layer
+                .output_shape(&shape)
+                .map_err(|e| format!("layer {i}: {e}"))?;
+        }
+        Ok(shape)
+    }
+
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        self.layers
+            .iter_mut()
+            .fold(x, |x, layer| layer.forward(x, mode))
+    }
+
+    fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
+        self.layers
+            .iter_mut()
+            .rev()
+            .fold(dy, |dy, layer| layer.backward(dy))
+    }
+
+    /// Back-propagates through layers `1..` as usual and lets layer 0 skip its
+    /// input gradient, the one nobody reads.
+    fn backward_params_only(&mut self, dy: ArrayD<f32>) {
+        if let Some((first, rest)) = self.layers.split_first_mut() {
+            let dy = rest
+                .iter_mut()
+                .rev()
+                .fold(dy, |dy, layer| layer.backward(dy));
+            first.backward_params_only(dy);
+        }
+    }
+
+    fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        Sequential::visit_params(self, f);
+    }
+
+    fn visit_buffers(&mut self, f: &mut dyn FnMut(&str, &mut ArrayD<f32>)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_buffers(&mut |name, b| f(&format!("{i}.{name}"), b));
+        }
+    }
+
+    fn visit_rngs(&mut self, f: &mut dyn FnMut(&str, &mut SeededRng)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_rngs(&mut |name, r| f(&format!("{i}.{name}"), r));
+        }
+    }
+}
+
+impl HasParams for Sequential {
+    fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        Sequential::visit_params(self, f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::{check_layer, random_input};
+    use crate::{Dropout, Flatten, LeakyReLU, Linear, Sigmoid, Tanh};
+    use tegaki_tensor::{Init, rng};
+
+    fn names(model: &mut Sequential) -> Vec<String> {
+        let mut out = Vec::new();
+        Layer::visit_params(model, &mut |n, _| out.push(n.to_string()));
+        out
+    }
+
+    #[test]
+    fn nested_names_and_rngs() {
+        let mut init = rng::seeded(0);
+        let inner = Sequential::new()
+            .with(Linear::new(3, 3, &mut init))
+            .with(Dropout::new(0.5, &mut init));
+        let mut model = Sequential::new()
+            .with(Flatten::new())
+            .with(inner)
+            .with(Linear::with_init(
+                3,
+                2,
+                Init::XavierUniform,
+                false,
+                &mut init,
+            ));
+        assert_eq!(names(&mut model), ["1.0.weight", "1.0.bias", "2.weight"]);
+        let mut via_has_params = Vec::new();
+        HasParams::visit_params(&mut model, &mut |n, _| via_has_params.push(n.to_string()));
+        assert_eq!(names(&mut model), via_has_params);
+        let mut rngs = Vec::new();
+        model.visit_rngs(&mut |n, _| rngs.push(n.to_string()));
+        assert_eq!(rngs, ["1.1.mask"]);
+        assert_eq!(model.num_params(), 3 * 3 + 3 + 3 * 2);
+        assert_eq!(
+            model.describe(),
+            "Sequential(Flatten, Sequential(Linear(3, 3), Dropout(p=0.5)), Linear(3, 2, bias=false))"
+        );
+    }
+
+    #[test]
+    fn output_shape_names_the_failing_layer() {
+        let mut init = rng::seeded(0);
+        let model = Sequential::new()
+            .with(Linear::new(4, 5, &mut init))
+            .with(Tanh::new())
+            .with(Linear::new(6, 2, &mut init));
+        let err = model.output_shape(&[1, 4]).unwrap_err();
+        assert!(
+            err.starts_with("layer 2: Linear(6, 2) expects (N, 6)"),
+            "{err}"
+        );
+        assert_eq!(Sequential::new().output_shape(&[3, 4]).unwrap(), vec![3, 4]);
+    }
+
+    #[test]
+    fn gradients_through_the_chain() {
+        let mut init = rng::seeded(1);
+        // The kinked layer comes first, where the input can be kept off its
+        // kink; deeper in, a nudged parameter could move a value across 0.
+        let mut model = Sequential::new()
+            .with(LeakyReLU::new(0.2))
+            .with(Linear::new(5, 7, &mut init))
+            .with(Sigmoid::new())
+            .with(Linear::new(7, 4, &mut init))
+            .with(Dropout::new(0.3, &mut init))
+            .with(Tanh::new())
+            .with(Linear::new(4, 3, &mut init));
+        for n in [1, 4] {
+            let x = random_input(&[n, 5], n as u64).mapv(|v| if v.abs() < 0.05 { 0.1 } else { v });
+            check_layer(&mut model, &x);
+        }
+    }
+
+    #[test]
+    fn params_only_gives_the_same_gradients() {
+        let build = || {
+            let mut init = rng::seeded(2);
+            Sequential::from(vec![
+                Box::new(Linear::new(4, 6, &mut init)) as Box<dyn Layer>,
+                Box::new(Tanh::new()),
+                Box::new(Linear::new(6, 2, &mut init)),
+            ])
+        };
+        let (mut a, mut b) = (build(), build());
+        let x = random_input(&[3, 4], 0);
+        let dy = random_input(&[3, 2], 1);
+        a.forward(x.clone(), Mode::Train);
+        b.forward(x, Mode::Train);
+        a.backward(dy.clone());
+        b.backward_params_only(dy);
+        let mut ga = Vec::new();
+        a.visit_params(&mut |_, p| ga.push(p.grad.clone()));
+        let mut gb = Vec::new();
+        b.visit_params(&mut |_, p| gb.push(p.grad.clone()));
+        assert_eq!(ga, gb);
+    }
+
+    #[test]
+    fn empty_chain_is_identity() {
+        let mut model = Sequential::new();
+        let x = random_input(&[2, 3], 0);
+        assert_eq!(model.forward(x.clone(), Mode::Train), x);
+        assert_eq!(model.backward(x.clone()), x);
+        assert!(model.is_empty());
+    }
+}
