@@ -1,0 +1,193 @@
+use ndarray::{ArrayD, ArrayViewD, Zip};
+
+use crate::UpdateRule;
+
+/// Adam (Kingma & Ba 2015), bias-corrected, with `eps` placed as PyTorch does:
+///
+/// ```text
+/// m  = beta1 * m + (1 - beta1) * g
+/// v  = beta2 * v + (1 - beta2) * g^2
+/// w -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+/// ```
+///
+/// At `t = 1`, `m_hat = g` and `v_hat = g^2`, so the first step is
+/// `lr * sign(g)` up to `eps`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    /// Decay of the first moment, in [0, 1). Default 0.9.
+    pub beta1: f32,
+    /// Decay of the second moment, in [0, 1). Default 0.999.
+    pub beta2: f32,
+    /// Added to the root of the second moment. Default 1e-8.
+    pub eps: f32,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// The shared Adam step; `AdamW` adds its decay before it.
+fn adam_update(
+    cfg: &Adam,
+    value: &mut ArrayD<f32>,
+    grad: ArrayViewD<'_, f32>,
+    state: &mut [ArrayD<f32>],
+    lr: f32,
+    t: u64,
+) {
+    let Adam { beta1, beta2, eps } = *cfg;
+    // Bias corrections in f64: beta^t for large t loses nothing there.
+    let t = t as f64;
+    let bias1 = 1.0 - f64::from(beta1).powf(t);
+    let bias2 = 1.0 - f64::from(beta2).powf(t);
+    let step_size = (f64::from(lr) / bias1) as f32;
+    let bias2_sqrt = bias2.sqrt() as f32;
+    let [m, v] = state else {
+        panic!(
+            "Adam keeps 2 state tensors per parameter, got {}",
+            state.len()
+        );
+    };
+    Zip::from(value)
+        .and(&grad)
+        .and(m)
+        .and(v)
+        .for_each(|w, &g, m, v| {
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            *w -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+        });
+}
+
+impl UpdateRule for Adam {
+    fn name(&self) -> &'static str {
+        "adam"
+    }
+    fn slots(&self) -> &'static [&'static str] {
+        &["m", "v"]
+    }
+    fn update(
+        &self,
+        value: &mut ArrayD<f32>,
+        grad: ArrayViewD<'_, f32>,
+        state: &mut [ArrayD<f32>],
+        lr: f32,
+        t: u64,
+    ) {
+        adam_update(self, value, grad, state, lr, t);
+    }
+}
+
+/// AdamW (Loshchilov & Hutter 2019): Adam with *decoupled* weight decay,
+/// `w *= 1 - lr * weight_decay` before the Adam step, so the decay is not
+/// rescaled by the second moment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamW {
+    /// The Adam part.
+    pub adam: Adam,
+    /// Decoupled decay, >= 0. Default 0.01 (PyTorch).
+    pub weight_decay: f32,
+}
+
+impl Default for AdamW {
+    fn default() -> Self {
+        Self {
+            adam: Adam::default(),
+            weight_decay: 0.01,
+        }
+    }
+}
+
+impl UpdateRule for AdamW {
+    fn name(&self) -> &'static str {
+        "adamw"
+    }
+    fn slots(&self) -> &'static [&'static str] {
+        &["m", "v"]
+    }
+    fn update(
+        &self,
+        value: &mut ArrayD<f32>,
+        grad: ArrayViewD<'_, f32>,
+        state: &mut [ArrayD<f32>],
+        lr: f32,
+        t: u64,
+    ) {
+        let shrink = 1.0 - lr * self.weight_decay;
+        value.mapv_inplace(|w| w * shrink);
+        adam_update(&self.adam, value, grad, state, lr, t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_trajectories, trajectories};
+
+    #[test]
+    fn adam_by_hand() {
+        // lr = 0.1, beta1 = 0.9, beta2 = 0.999, eps = 1e-8.
+        // t=1: m = 0.05, v = 0.00025, m_hat = 0.5, v_hat = 0.25, w1 = 1 - 0.1*0.5/0.5 = 0.9
+        // t=2: m = 0.045 - 0.1 = -0.055, v = 0.00024975 + 0.001 = 0.00124975
+        //      m_hat = -0.055/0.19 = -0.28947368, v_hat = 0.00124975/0.001999 = 0.62518759
+        //      w2 = 0.9 + 0.1*0.28947368/0.79068804 = 0.93661035
+        // t=3: m = -0.0495 + 0.2 = 0.1505, v = 0.00124850025 + 0.004 = 0.00524850025
+        //      m_hat = 0.1505/0.271 = 0.55535055, v_hat = 0.00524850025/0.002997001 = 1.75125075
+        //      w3 = 0.93661035 - 0.1*0.55535055/1.32334831 = 0.89464479
+        // second component (w0 = -2, g = 1, 0.25, -0.5):
+        // t=1: m_hat = 1, v_hat = 1, w1 = -2.1
+        // t=2: m = 0.115, v = 0.0010615, m_hat = 0.60526316, v_hat = 0.53101551
+        //      w2 = -2.1 - 0.1*0.60526316/0.72870809 = -2.18305975
+        // t=3: m = 0.0535, v = 0.0013104385, m_hat = 0.19741697, v_hat = 0.43724994
+        //      w3 = -2.18305975 - 0.1*0.19741697/0.66124877 = -2.21291493
+        assert_trajectories(
+            trajectories(Adam::default(), 0.1),
+            [0.9, 0.936_610_35, 0.894_644_8],
+            [-2.1, -2.183_059_8, -2.212_915],
+        );
+    }
+
+    #[test]
+    fn adamw_by_hand() {
+        // As Adam, but each step first shrinks w by (1 - 0.1*0.01) = 0.999:
+        // w1 = 0.999 - 0.1 = 0.899
+        // w2 = 0.899*0.999 + 0.03661035 = 0.898101 + 0.03661035 = 0.93471135
+        // w3 = 0.93471135*0.999 - 0.04196556 = 0.93377664 - 0.04196556 = 0.89181108
+        // w1 = -2*0.999 - 0.1 = -2.098
+        // w2 = -2.098*0.999 - 0.08305975 = -2.095902 - 0.08305975 = -2.17896175
+        // w3 = -2.17896175*0.999 - 0.02985517 = -2.17678279 - 0.02985517 = -2.20663796
+        let rule = AdamW {
+            adam: Adam::default(),
+            weight_decay: 0.01,
+        };
+        assert_trajectories(
+            trajectories(rule, 0.1),
+            [0.899, 0.934_711_35, 0.891_811_1],
+            [-2.098, -2.178_961_8, -2.206_638],
+        );
+    }
+
+    #[test]
+    fn first_step_is_lr_times_sign() {
+        let lr = 0.01;
+        let grads = [3.0f32, -1e-3, 250.0, -7.5];
+        let mut opt = crate::Driver::new(Adam::default(), crate::Schedule::constant(lr));
+        let mut p = vec![tegaki_tensor::Param::new(ndarray::ArrayD::zeros(
+            ndarray::IxDyn(&[4]),
+        ))];
+        p[0].grad = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[4]), grads.to_vec()).unwrap();
+        crate::Optimizer::apply(&mut opt, &mut p);
+        for (w, g) in p[0].value.iter().zip(grads) {
+            // |step| = lr * |g| / (|g| + eps): within lr * eps / |g| of lr
+            // (plus f32 rounding, 1e-6 relative).
+            let bound = lr * (1e-8 / g.abs() + 1e-6);
+            assert!((w + lr * g.signum()).abs() <= bound, "g = {g}: step {w}");
+        }
+    }
+}
