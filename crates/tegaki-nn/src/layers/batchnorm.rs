@@ -34,8 +34,8 @@ impl Default for BatchNormConfig {
 
 /// What `backward` needs from the last forward pass.
 struct Cache {
-    /// The normalised input `(x - mean) / sqrt(var + eps)`, in the input's shape.
-    xhat: ArrayD<f32>,
+    /// Shape of the last input (and output).
+    shape: Vec<usize>,
     /// `1 / sqrt(var + eps)` per channel (batch or running variance).
     inv_std: Vec<f32>,
     mode: Mode,
@@ -49,6 +49,9 @@ struct Norm {
     bias: Param,
     running_mean: ArrayD<f32>,
     running_var: ArrayD<f32>,
+    /// The normalised input `(x - mean) / sqrt(var + eps)` of the last forward
+    /// pass, flat; its storage is reused from step to step.
+    xhat: Vec<f32>,
     cache: Option<Cache>,
 }
 
@@ -97,6 +100,7 @@ impl Norm {
             bias: Param::new(zeros()),
             running_mean: zeros(),
             running_var: ones(),
+            xhat: Vec::new(),
             cache: None,
         }
     }
@@ -167,45 +171,55 @@ impl Norm {
                 (mean, inv_std)
             }
         };
-        // x becomes xhat in place (kept for backward); y is a new array.
-        let data = x.as_slice_mut().expect("standard layout");
-        map_channels(data, c, inner, |ch, v| (v - mean[ch]) * inv_std[ch]);
+        // xhat goes to the layer's own buffer, y overwrites x: no fresh
+        // allocation per step.
         let gamma = self.weight.value.as_slice().expect("1-D param");
         let beta = self.bias.value.as_slice().expect("1-D param");
-        let mut y = x.clone();
-        map_channels(
-            y.as_slice_mut().expect("standard layout"),
-            c,
-            inner,
-            |ch, v| gamma[ch] * v + beta[ch],
-        );
+        self.xhat.resize(x.len(), 0.0);
+        x.as_slice_mut()
+            .expect("standard layout")
+            .par_chunks_mut(c * inner)
+            .zip(self.xhat.par_chunks_mut(c * inner))
+            .for_each(|(x_s, xh_s)| {
+                for (ch, (xp, hp)) in x_s
+                    .chunks_exact_mut(inner)
+                    .zip(xh_s.chunks_exact_mut(inner))
+                    .enumerate()
+                {
+                    let (m, k, g, b) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
+                    for (v, h) in xp.iter_mut().zip(hp) {
+                        *h = (*v - m) * k;
+                        *v = g * *h + b;
+                    }
+                }
+            });
         self.cache = Some(Cache {
-            xhat: x,
+            shape: x.shape().to_vec(),
             inv_std,
             mode,
         });
-        y
+        x
     }
 
     /// Assigns dgamma and dbeta; returns dx (computed in `dy`'s storage).
     fn backward(&mut self, dy: ArrayD<f32>, inner: usize, name: &str) -> ArrayD<f32> {
         let Cache {
-            xhat,
+            shape,
             inv_std,
             mode,
         } = self
             .cache
             .take()
             .unwrap_or_else(|| panic!("{}", no_forward(name)));
-        assert_eq!(dy.shape(), xhat.shape(), "{name}: dy shape vs last output");
+        assert_eq!(dy.shape(), shape, "{name}: dy shape vs last output");
         let mut dy = if dy.is_standard_layout() {
             dy
         } else {
             dy.as_standard_layout().into_owned()
         };
         let c = self.channels;
-        let count = (xhat.len() / c) as f64;
-        let xh = xhat.as_slice().expect("standard layout");
+        let count = (self.xhat.len() / c) as f64;
+        let xh = &self.xhat[..];
         let g = dy.as_slice_mut().expect("standard layout");
         let dbeta = channel_sums(g, c, inner, |_, v| v);
         // Σ dy * xhat, pairing each dy with its xhat through the flat index.

@@ -176,7 +176,10 @@ impl Conv2d {
 
     /// Assigns dW and db; with `want_dx`, also returns dx.
     fn backward_impl(&mut self, dy: ArrayD<f32>, want_dx: bool) -> Option<ArrayD<f32>> {
-        let Cache { input, geometry: g } = self
+        let Cache {
+            mut input,
+            geometry: g,
+        } = self
             .cache
             .take()
             .unwrap_or_else(|| panic!("{}", no_forward("Conv2d")));
@@ -188,13 +191,8 @@ impl Conv2d {
             "{}: dy shape vs last output",
             self.describe()
         );
-        let dy = dy
-            .into_dimensionality::<Ix4>()
-            .expect("checked above")
-            .as_standard_layout()
-            .into_owned();
+        let dy = standard(dy);
         let dy = dy.as_slice().expect("standard layout");
-        let x = input.as_slice().expect("cached in standard layout");
 
         let chunks = n.div_ceil(CHUNK);
         self.partials.truncate(chunks);
@@ -202,33 +200,29 @@ impl Conv2d {
             self.partials
                 .push((Array2::zeros((oc, ckk)), vec![0.0; oc]));
         }
-        let mut dx = if want_dx {
-            vec![0.0f32; x.len()]
-        } else {
-            Vec::new()
-        };
-        let mut dx_chunks: Vec<Option<&mut [f32]>> = if want_dx {
-            dx.chunks_mut(CHUNK * g.input_len()).map(Some).collect()
-        } else {
-            (0..chunks).map(|_| None).collect()
-        };
         let w = self
             .weight
             .value
             .view()
             .into_shape_with_order((oc, ckk))
             .expect("weight is contiguous");
+        // dx overwrites the cached input sample by sample, right after that
+        // sample's columns are built: no fresh (page-faulting) allocation.
         self.partials
             .par_iter_mut()
-            .zip(x.par_chunks(CHUNK * g.input_len()))
+            .zip(
+                input
+                    .as_slice_mut()
+                    .expect("cached in standard layout")
+                    .par_chunks_mut(CHUNK * g.input_len()),
+            )
             .zip(dy.par_chunks(CHUNK * oc * ohw))
-            .zip(dx_chunks.par_iter_mut())
             .for_each_init(
                 || vec![0.0f32; ckk * ohw],
-                |cols, ((((part_w, part_b), x_c), dy_c), dx_c)| {
+                |cols, (((part_w, part_b), x_c), dy_c)| {
                     part_b.fill(0.0);
                     let samples = x_c
-                        .chunks_exact(g.input_len())
+                        .chunks_exact_mut(g.input_len())
                         .zip(dy_c.chunks_exact(oc * ohw));
                     for (s, (x_s, dy_s)) in samples.enumerate() {
                         im2col_sample(x_s, &g, cols);
@@ -241,17 +235,16 @@ impl Conv2d {
                         for (b, plane) in part_b.iter_mut().zip(dy_s.chunks_exact(ohw)) {
                             *b += plane.iter().sum::<f32>();
                         }
-                        if let Some(dx_c) = dx_c.as_deref_mut() {
+                        if want_dx {
                             let mut dcols = ArrayViewMut2::from_shape((ckk, ohw), &mut cols[..])
                                 .expect("cols size");
                             gemm(1.0, w.t(), dy_v, 0.0, &mut dcols);
-                            let dx_s = &mut dx_c[s * g.input_len()..(s + 1) * g.input_len()];
-                            col2im_sample_add(&cols[..], &g, dx_s);
+                            x_s.fill(0.0);
+                            col2im_sample_add(&cols[..], &g, x_s);
                         }
                     }
                 },
             );
-        drop(dx_chunks);
 
         let mut dw = self
             .weight
@@ -272,7 +265,16 @@ impl Conv2d {
                 }
             }
         }
-        want_dx.then(|| ArrayD::from_shape_vec(input.shape(), dx).expect("dx has the input's size"))
+        want_dx.then(|| input.into_dyn())
+    }
+}
+
+/// `x` itself when already in standard layout, else a standard-layout copy.
+fn standard(x: ArrayD<f32>) -> ArrayD<f32> {
+    if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
     }
 }
 
@@ -296,12 +298,9 @@ impl Layer for Conv2d {
 
     fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
         let g = self.geometry(x.shape()).unwrap_or_else(|e| panic!("{e}"));
-        let x = x.into_dimensionality::<Ix4>().expect("checked above");
-        let x = if x.is_standard_layout() {
-            x
-        } else {
-            x.as_standard_layout().into_owned()
-        };
+        let x = standard(x)
+            .into_dimensionality::<Ix4>()
+            .expect("checked above");
         let n = x.dim().0;
         let (oc, ohw, ckk) = (self.out_channels, g.col_cols(), g.col_rows());
         let mut y = Array4::<f32>::zeros((n, oc, g.out_h, g.out_w));

@@ -29,8 +29,9 @@ pub struct MaxPool2d {
     stride: (usize, usize),
     /// Argmax of every output, kept (and its storage reused) between steps.
     argmax: Vec<u32>,
-    /// Input shape of the last forward pass, taken by `backward`.
-    cache: Option<[usize; 4]>,
+    /// The last input, taken by `backward`, whose storage becomes the input
+    /// gradient (so backward never page-faults a fresh buffer).
+    cache: Option<ArrayD<f32>>,
 }
 
 impl MaxPool2d {
@@ -121,10 +122,12 @@ impl Layer for MaxPool2d {
 
     fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
         let (oh, ow) = self.out_hw(x.shape()).unwrap_or_else(|e| panic!("{e}"));
-        let shape: [usize; 4] = x.shape().try_into().expect("checked above");
-        let [n, c, h, w] = shape;
-        let x = x.as_standard_layout();
-        let x = x.as_slice().expect("standard layout");
+        let [n, c, h, w] = x.shape().try_into().expect("checked above");
+        let x = if x.is_standard_layout() {
+            x
+        } else {
+            x.as_standard_layout().into_owned()
+        };
         let mut y = Array4::<f32>::zeros((n, c, oh, ow));
         self.argmax.resize(n * c * oh * ow, 0);
         let (kernel, stride) = (self.kernel, self.stride);
@@ -132,20 +135,20 @@ impl Layer for MaxPool2d {
             .expect("fresh array")
             .par_chunks_mut(oh * ow)
             .zip(self.argmax.par_chunks_mut(oh * ow))
-            .zip(x.par_chunks(h * w))
+            .zip(x.as_slice().expect("standard layout").par_chunks(h * w))
             .with_min_len(MIN_PLANES_PER_TASK)
             .for_each(|((y_p, idx_p), x_p)| pool_plane(x_p, w, kernel, stride, ow, y_p, idx_p));
-        self.cache = Some(shape);
+        self.cache = Some(x);
         y.into_dyn()
     }
 
     fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
-        let shape = self
+        let mut dx = self
             .cache
             .take()
             .unwrap_or_else(|| panic!("{}", no_forward("MaxPool2d")));
-        let [n, c, h, w] = shape;
-        let (oh, ow) = self.out_hw(&shape).expect("checked in forward");
+        let [n, c, h, w] = dx.shape().try_into().expect("checked in forward");
+        let (oh, ow) = self.out_hw(dx.shape()).expect("checked in forward");
         assert_eq!(
             dy.shape(),
             &[n, c, oh, ow],
@@ -153,7 +156,6 @@ impl Layer for MaxPool2d {
             self.describe()
         );
         let dy = dy.as_standard_layout();
-        let mut dx = Array4::<f32>::zeros((n, c, h, w));
         dx.as_slice_mut()
             .expect("fresh array")
             .par_chunks_mut(h * w)
@@ -161,11 +163,12 @@ impl Layer for MaxPool2d {
             .zip(dy.as_slice().expect("standard layout").par_chunks(oh * ow))
             .with_min_len(MIN_PLANES_PER_TASK)
             .for_each(|((dx_p, idx_p), dy_p)| {
+                dx_p.fill(0.0);
                 for (&i, &g) in idx_p.iter().zip(dy_p) {
                     dx_p[i as usize] += g;
                 }
             });
-        dx.into_dyn()
+        dx
     }
 }
 

@@ -1,0 +1,139 @@
+//! Layer benchmarks at the MNIST CNN's shapes (batch 100):
+//! `conv3x3(1->32) @28x28 - pool - conv3x3(32->64) @14x14 - pool - 3136->128 - 10`.
+//!
+//! Throughput is images per second. Multiply-adds per batch, for GFLOP/s
+//! (2 FLOPs each; a backward pass with the input gradient costs twice its forward):
+//! * conv 1->32 @28x28: forward 22.6 M (45.2 MFLOP); the first layer of a
+//!   network skips the input gradient, so its backward is one more forward's worth
+//! * conv 32->64 @14x14: forward 361 M (722.5 MFLOP), backward 1445 MFLOP
+//! * Linear 3136->128: forward 40.1 M (80.3 MFLOP), backward 160.6 MFLOP
+//!
+//! The `kernels` group times the pieces of the 32->64 convolution separately
+//! (im2col, the forward GEMMs, col2im) to show where its time goes.
+//!
+//! Run: `cargo bench -p tegaki-nn` (add `-- --warm-up-time 1 --measurement-time 3`
+//! for a quick look).
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, Ix4};
+use rayon::prelude::*;
+use std::hint::black_box;
+use tegaki_nn::gradcheck::random_input;
+use tegaki_nn::{Conv2d, Layer, Linear, MaxPool2d, Mode};
+use tegaki_tensor::conv::{ConvGeometry, col2im, im2col};
+use tegaki_tensor::gemm::gemm;
+use tegaki_tensor::rng;
+
+const BATCH: usize = 100;
+
+/// Times `forward` alone and `forward` + `backward` (or `backward_params_only`).
+fn layer_case(
+    c: &mut Criterion,
+    name: &str,
+    layer: &mut dyn Layer,
+    input: &[usize],
+    params_only: bool,
+) {
+    let x = random_input(input, 1);
+    let out = layer.output_shape(input).expect("bench shapes fit");
+    let dy = random_input(&out, 2);
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("forward", |b| {
+        b.iter_batched(
+            || x.clone(),
+            |x| black_box(layer.forward(x, Mode::Train)),
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("forward+backward", |b| {
+        b.iter_batched(
+            || (x.clone(), dy.clone()),
+            |(x, dy)| {
+                layer.forward(x, Mode::Train);
+                if params_only {
+                    layer.backward_params_only(dy);
+                } else {
+                    black_box(layer.backward(dy));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn layers(c: &mut Criterion) {
+    let r = &mut rng::seeded(0);
+    layer_case(
+        c,
+        "conv2d_1x32_28x28_params_only",
+        &mut Conv2d::torch_default(1, 32, (3, 3), (1, 1), (1, 1), r),
+        &[BATCH, 1, 28, 28],
+        true,
+    );
+    layer_case(
+        c,
+        "conv2d_1x32_28x28",
+        &mut Conv2d::torch_default(1, 32, (3, 3), (1, 1), (1, 1), r),
+        &[BATCH, 1, 28, 28],
+        false,
+    );
+    layer_case(
+        c,
+        "conv2d_32x64_14x14",
+        &mut Conv2d::torch_default(32, 64, (3, 3), (1, 1), (1, 1), r),
+        &[BATCH, 32, 14, 14],
+        false,
+    );
+    layer_case(
+        c,
+        "maxpool2d_2x2_32x28x28",
+        &mut MaxPool2d::new((2, 2), (2, 2)),
+        &[BATCH, 32, 28, 28],
+        false,
+    );
+    layer_case(
+        c,
+        "linear_3136x128",
+        &mut Linear::new(3136, 128, r),
+        &[BATCH, 3136],
+        false,
+    );
+}
+
+/// The 32->64 convolution's pieces, each over the whole batch, samples in
+/// parallel as in the layer.
+fn kernels(c: &mut Criterion) {
+    let g = ConvGeometry::new((32, 14, 14), (3, 3), (1, 1), (1, 1));
+    let x = random_input(&[BATCH, 32, 14, 14], 3)
+        .into_dimensionality::<Ix4>()
+        .expect("4-D");
+    let cols = im2col(x.view(), &g);
+    let w = random_input(&[64, g.col_rows()], 4)
+        .into_dimensionality()
+        .expect("2-D");
+    let w: Array2<f32> = w;
+    let mut y = ArrayD::<f32>::zeros(vec![BATCH, 64, g.col_cols()]);
+    let mut group = c.benchmark_group("conv2d_32x64_14x14_kernels");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("im2col", |b| b.iter(|| black_box(im2col(x.view(), &g))));
+    group.bench_function("gemm_forward", |b| {
+        b.iter(|| {
+            let ys = y.as_slice_mut().expect("standard layout");
+            let cs = cols.as_slice().expect("standard layout");
+            ys.par_chunks_mut(64 * g.col_cols())
+                .zip(cs.par_chunks(g.col_rows() * g.col_cols()))
+                .for_each(|(y_s, c_s)| {
+                    let cv = ArrayView2::from_shape((g.col_rows(), g.col_cols()), c_s).unwrap();
+                    let mut yv = ArrayViewMut2::from_shape((64, g.col_cols()), y_s).unwrap();
+                    gemm(1.0, w.view(), cv, 0.0, &mut yv);
+                });
+        })
+    });
+    group.bench_function("col2im", |b| b.iter(|| black_box(col2im(cols.view(), &g))));
+    group.finish();
+}
+
+criterion_group!(benches, layers, kernels);
+criterion_main!(benches);
