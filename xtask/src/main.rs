@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod augment_preview;
 mod ci;
+mod download;
 
 /// tegaki's project tasks. Run from anywhere inside the repository.
 #[derive(Parser)]
@@ -16,10 +18,16 @@ struct Cli {
 enum Task {
     /// The checks expected before a commit: fmt --check, clippy -D warnings, tests, docs.
     Ci(ci::Args),
+    /// Fetch and verify datasets: mnist, fashion-mnist, kmnist, cifar10 or all (`--from DIR` works offline).
+    Download(download::Args),
+    /// Write a PNG grid of original images and their augmented versions.
+    AugmentPreview(augment_preview::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Ci(args) => ci::run(args),
+        Task::Download(args) => download::run(args),
+        Task::AugmentPreview(args) => augment_preview::run(args),
     }
 }
