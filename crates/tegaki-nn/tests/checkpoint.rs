@@ -266,3 +266,54 @@ fn bundled_optimizer_state_is_skipped_by_prefix() {
     load_tensors(&mut restored, &file, &path, &["optim."]).unwrap();
     assert_eq!(eval(&mut restored), eval(&mut original));
 }
+
+/// A small CNN from the real layers: conv weights `[out, in, kh, kw]` and
+/// BatchNorm running statistics must survive the round trip.
+fn cnn(seed: u64) -> Sequential {
+    use tegaki_nn::{BatchNorm1d, BatchNorm2d, Conv2d, MaxPool2d};
+    let mut init = rng::stream(seed, "init");
+    Sequential::new()
+        .with(Conv2d::torch_default(
+            1,
+            4,
+            (3, 3),
+            (1, 1),
+            (1, 1),
+            &mut init,
+        ))
+        .with(BatchNorm2d::new(4))
+        .with(ReLU::new())
+        .with(MaxPool2d::new((2, 2), (2, 2)))
+        .with(Flatten::new())
+        .with(Linear::new(64, 6, &mut init))
+        .with(BatchNorm1d::new(6))
+        .with(Linear::new(6, 3, &mut init))
+}
+
+#[test]
+fn cnn_round_trip_keeps_running_statistics() {
+    let dir = TempDir::new("cnn");
+    let path = dir.file("cnn.safetensors");
+    let mut original = cnn(1);
+    // Training-mode passes move the running statistics off their initial values.
+    for seed in 0..3 {
+        original.forward(random_input(&[4, 1, 8, 8], seed), Mode::Train);
+    }
+    let shapes: BTreeMap<String, Vec<usize>> = model_tensors(&mut original)
+        .into_iter()
+        .map(|(k, v)| (k, v.shape().to_vec()))
+        .collect();
+    assert_eq!(shapes["0.weight"], [4, 1, 3, 3]);
+    assert_eq!(shapes["1.running_var"], [4]);
+    assert_eq!(shapes["5.weight"], [6, 64]);
+    assert_eq!(shapes["6.running_mean"], [6]);
+    save_model(&path, &mut original, &BTreeMap::new()).unwrap();
+
+    let mut restored = cnn(2);
+    load_model(&path, &mut restored).unwrap();
+    let x = random_input(&[3, 1, 8, 8], 9);
+    let a = original.forward(x.clone(), Mode::Eval);
+    let b = restored.forward(x, Mode::Eval);
+    let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a), bits(&b));
+}
