@@ -77,7 +77,12 @@ impl MaxPool2d {
     }
 }
 
-/// Pools one `h x w` plane into `y` (`oh x ow`), recording argmax indices.
+/// Pools one plane of width `w` into `y` (`oh x ow`), recording argmax indices.
+///
+/// Works one output row at a time, one window tap at a time in row-major
+/// order: every output of the row compares against its pixel under that tap.
+/// The outputs are independent, so the loop over them has no carried
+/// dependency and no unpredictable branch (the comparisons feed selects).
 fn pool_plane(
     x: &[f32],
     w: usize,
@@ -87,23 +92,33 @@ fn pool_plane(
     y: &mut [f32],
     idx: &mut [u32],
 ) {
-    for (o, (y_o, idx_o)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
-        let (oy, ox) = (o / ow, o % ow);
-        let first = oy * sh * w + ox * sw;
-        let mut best_i = first;
-        let mut best = x[first];
+    let rows = y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow));
+    for (oy, (y_row, idx_row)) in rows.enumerate() {
+        let top = oy * sh * w;
         for ki in 0..kh {
-            let row = first + ki * w;
-            for (kj, &v) in x[row..row + kw].iter().enumerate() {
-                // Strict `>` keeps the first of equal maxima; a NaN beats numbers.
-                if v > best || (v.is_nan() && !best.is_nan()) {
-                    best = v;
-                    best_i = row + kj;
+            for kj in 0..kw {
+                let start = top + ki * w + kj;
+                let taps = x[start..].iter().step_by(sw);
+                let outs = y_row.iter_mut().zip(idx_row.iter_mut());
+                if ki == 0 && kj == 0 {
+                    for (o, ((y_o, i_o), &v)) in outs.zip(taps).enumerate() {
+                        *y_o = v;
+                        *i_o = (start + o * sw) as u32;
+                    }
+                    continue;
+                }
+                for (o, ((y_o, i_o), &v)) in outs.zip(taps).enumerate() {
+                    // Strict `>` keeps the first of equal maxima (taps come in
+                    // row-major order); a NaN beats numbers. The bit-mask
+                    // blend keeps the compiler from turning this into a branch.
+                    let take = (v > *y_o) | (v.is_nan() & !y_o.is_nan());
+                    let mask = u32::from(take).wrapping_neg();
+                    let (old, new) = (y_o.to_bits(), v.to_bits());
+                    *y_o = f32::from_bits(old ^ ((old ^ new) & mask));
+                    *i_o ^= (*i_o ^ (start + o * sw) as u32) & mask;
                 }
             }
         }
-        *y_o = best;
-        *idx_o = best_i as u32;
     }
 }
 
