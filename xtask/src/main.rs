@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod augment_preview;
+mod bench_optimizers;
 mod ci;
 mod download;
 
@@ -22,6 +23,8 @@ enum Task {
     Download(download::Args),
     /// Write a PNG grid of original images and their augmented versions.
     AugmentPreview(augment_preview::Args),
+    /// Train the same MNIST network with every optimizer over several seeds; writes reports/bench-optimizers/.
+    BenchOptimizers(bench_optimizers::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ fn main() -> anyhow::Result<()> {
         Task::Ci(args) => ci::run(args),
         Task::Download(args) => download::run(args),
         Task::AugmentPreview(args) => augment_preview::run(args),
+        Task::BenchOptimizers(args) => bench_optimizers::run(args),
     }
 }
