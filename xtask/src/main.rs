@@ -6,6 +6,9 @@ mod augment_preview;
 mod bench_optimizers;
 mod ci;
 mod download;
+mod report;
+mod smoke;
+mod train;
 
 /// tegaki's project tasks. Run from anywhere inside the repository.
 #[derive(Parser)]
@@ -25,6 +28,12 @@ enum Task {
     AugmentPreview(augment_preview::Args),
     /// Train the same MNIST network with every optimizer over several seeds; writes reports/bench-optimizers/.
     BenchOptimizers(bench_optimizers::Args),
+    /// Train a config (default configs/cnn.toml) with an optimised build, fetching the data first if missing.
+    Train(train::Args),
+    /// Write report.md (curves, confusion matrix, wrong images, final numbers) into a run folder.
+    Report(report::Args),
+    /// A tiny end-to-end training run on a slice of MNIST that must beat chance (used by CI).
+    Smoke(smoke::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +42,8 @@ fn main() -> anyhow::Result<()> {
         Task::Download(args) => download::run(args),
         Task::AugmentPreview(args) => augment_preview::run(args),
         Task::BenchOptimizers(args) => bench_optimizers::run(args),
+        Task::Train(args) => train::run(args),
+        Task::Report(args) => report::run(args),
+        Task::Smoke(args) => smoke::run(args),
     }
 }

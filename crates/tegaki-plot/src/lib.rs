@@ -40,12 +40,17 @@ pub enum PlotError {
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        plotters::style::register_font(FONT_NAME, FontStyle::Normal, FONT).expect("embedded font is valid");
+        if plotters::style::register_font(FONT_NAME, FontStyle::Normal, FONT).is_err() {
+            panic!("the embedded font is not a valid TrueType file");
+        }
     });
 }
 
 fn draw_err(path: &Path) -> impl Fn(String) -> PlotError + '_ {
-    move |message| PlotError::Draw { path: path.to_path_buf(), message }
+    move |message| PlotError::Draw {
+        path: path.to_path_buf(),
+        message,
+    }
 }
 
 /// A palette that stays distinguishable for up to ten lines.
@@ -113,7 +118,10 @@ fn bounds(chart: &LineChart) -> (f64, f64, f64, f64) {
     (xs.0, xs.1, ys.0, ys.1)
 }
 
-fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &LineChart) -> Result<(), String> {
+fn draw_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    chart: &LineChart,
+) -> Result<(), String> {
     area.fill(&WHITE).map_err(|e| e.to_string())?;
     let (x0, x1, y0, y1) = bounds(chart);
     let mut builder = ChartBuilder::on(area);
@@ -154,7 +162,9 @@ fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &LineCha
                 ctx.draw_series(LineSeries::new(pts, color.stroke_width(2)))
                     .map_err(|e| e.to_string())?
                     .label(s.name.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                    });
             }
             if chart.series.len() > 1 || chart.series.iter().any(|s| !s.name.is_empty()) {
                 ctx.configure_series_labels()
@@ -168,10 +178,18 @@ fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &LineCha
         }};
     }
     if chart.log_y {
-        body!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(|e| e.to_string())?);
+        body!(
+            builder
+                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                .map_err(|e| e.to_string())?
+        );
     } else {
         let pad = (y1 - y0) * 0.05;
-        body!(builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad)).map_err(|e| e.to_string())?);
+        body!(
+            builder
+                .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+                .map_err(|e| e.to_string())?
+        );
     }
     area.present().map_err(|e| e.to_string())
 }
@@ -179,9 +197,18 @@ fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &LineCha
 fn write_png(path: &Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<(), PlotError> {
     let img = image::RgbImage::from_raw(width, height, rgb).expect("buffer matches size");
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| PlotError::Draw { path: path.to_path_buf(), message: e.to_string() })?;
-    tegaki_tensor::io::write_atomic(path, &bytes).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| PlotError::Draw {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    tegaki_tensor::io::write_atomic(path, &bytes).map_err(|source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn render_png(
@@ -211,11 +238,19 @@ pub fn line_chart_svg(chart: &LineChart, path: &Path, size: (u32, u32)) -> Resul
         let area = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         draw_lines(&area, chart).map_err(draw_err(path))?;
     }
-    tegaki_tensor::io::write_atomic(path, svg.as_bytes()).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
+    tegaki_tensor::io::write_atomic(path, svg.as_bytes()).map_err(|source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a confusion matrix (`matrix[[true, predicted]]`) as a heat map with counts.
-pub fn confusion_png(matrix: &Array2<usize>, classes: &[String], title: &str, path: &Path) -> Result<(), PlotError> {
+pub fn confusion_png(
+    matrix: &Array2<usize>,
+    classes: &[String],
+    title: &str,
+    path: &Path,
+) -> Result<(), PlotError> {
     let k = matrix.nrows();
     let cell = 52u32;
     let (left, top) = (150u32, 60u32);
@@ -223,34 +258,71 @@ pub fn confusion_png(matrix: &Array2<usize>, classes: &[String], title: &str, pa
     render_png(path, size, |area| {
         area.fill(&WHITE).map_err(|e| e.to_string())?;
         let text = |s: &str, x: i32, y: i32, px: u32, color: &RGBColor| {
-            area.draw(&Text::new(s.to_string(), (x, y), (FONT_NAME, px).into_font().color(color)))
-                .map_err(|e| e.to_string())
+            area.draw(&Text::new(
+                s.to_string(),
+                (x, y),
+                (FONT_NAME, px).into_font().color(color),
+            ))
+            .map_err(|e| e.to_string())
         };
         text(title, 10, 12, 20, &BLACK)?;
         for t in 0..k {
             let row_total: usize = matrix.row(t).sum();
             for p in 0..k {
                 let v = matrix[[t, p]];
-                let frac = if row_total == 0 { 0.0 } else { v as f64 / row_total as f64 };
+                let frac = if row_total == 0 {
+                    0.0
+                } else {
+                    v as f64 / row_total as f64
+                };
                 let shade = (255.0 * (1.0 - frac.sqrt())) as u8;
-                let color = if t == p { RGBColor(shade, 255 - (255 - shade) / 3, shade) } else { RGBColor(255, shade, shade) };
-                let (x, y) = ((left + cell * p as u32) as i32, (top + cell * t as u32) as i32);
-                area.draw(&Rectangle::new([(x, y), (x + cell as i32, y + cell as i32)], color.filled()))
-                    .map_err(|e| e.to_string())?;
-                area.draw(&Rectangle::new([(x, y), (x + cell as i32, y + cell as i32)], RGBColor(200, 200, 200)))
-                    .map_err(|e| e.to_string())?;
+                let color = if t == p {
+                    RGBColor(shade, 255 - (255 - shade) / 3, shade)
+                } else {
+                    RGBColor(255, shade, shade)
+                };
+                let (x, y) = (
+                    (left + cell * p as u32) as i32,
+                    (top + cell * t as u32) as i32,
+                );
+                area.draw(&Rectangle::new(
+                    [(x, y), (x + cell as i32, y + cell as i32)],
+                    color.filled(),
+                ))
+                .map_err(|e| e.to_string())?;
+                area.draw(&Rectangle::new(
+                    [(x, y), (x + cell as i32, y + cell as i32)],
+                    RGBColor(200, 200, 200),
+                ))
+                .map_err(|e| e.to_string())?;
                 let fg = if frac > 0.5 { WHITE } else { BLACK };
                 text(&v.to_string(), x + 4, y + cell as i32 / 2 - 7, 13, &fg)?;
             }
-            let name: String = classes.get(t).map_or_else(|| t.to_string(), |c| c.chars().take(14).collect());
-            text(&name, 6, (top + cell * t as u32 + cell / 2 - 7) as i32, 13, &BLACK)?;
+            let name: String = classes
+                .get(t)
+                .map_or_else(|| t.to_string(), |c| c.chars().take(14).collect());
+            text(
+                &name,
+                6,
+                (top + cell * t as u32 + cell / 2 - 7) as i32,
+                13,
+                &BLACK,
+            )?;
         }
         for p in 0..k {
             let x = (left + cell * p as u32 + 4) as i32;
-            let label = classes.get(p).map_or_else(|| p.to_string(), |c| c.chars().take(5).collect());
+            let label = classes
+                .get(p)
+                .map_or_else(|| p.to_string(), |c| c.chars().take(5).collect());
             text(&label, x, (top + cell * k as u32 + 8) as i32, 12, &BLACK)?;
         }
-        text("rows: true class, columns: predicted", 10, (top + cell * k as u32 + 40) as i32, 14, &BLACK)?;
+        text(
+            "rows: true class, columns: predicted",
+            10,
+            (top + cell * k as u32 + 40) as i32,
+            14,
+            &BLACK,
+        )?;
         area.present().map_err(|e| e.to_string())
     })
 }
@@ -270,12 +342,22 @@ pub struct Tile {
 
 /// Writes tiles as a grid with `columns` tiles per row, each pixel drawn as
 /// `scale x scale`. Ink (1.0) is dark on a light background, as on paper.
-pub fn image_grid_png(tiles: &[Tile], columns: usize, scale: u32, title: Option<&str>, path: &Path) -> Result<(), PlotError> {
+pub fn image_grid_png(
+    tiles: &[Tile],
+    columns: usize,
+    scale: u32,
+    title: Option<&str>,
+    path: &Path,
+) -> Result<(), PlotError> {
     let columns = columns.max(1);
     let rows = tiles.len().div_ceil(columns).max(1);
     let th = tiles.iter().map(|t| t.height).max().unwrap_or(28) as u32 * scale;
     let tw = tiles.iter().map(|t| t.width).max().unwrap_or(28) as u32 * scale;
-    let caption_h = if tiles.iter().any(|t| t.caption.is_some()) { 18 } else { 0 };
+    let caption_h = if tiles.iter().any(|t| t.caption.is_some()) {
+        18
+    } else {
+        0
+    };
     let title_h = if title.is_some() { 30 } else { 0 };
     let gap = 6;
     let w = columns as u32 * (tw + gap) + gap;
@@ -283,8 +365,12 @@ pub fn image_grid_png(tiles: &[Tile], columns: usize, scale: u32, title: Option<
     render_png(path, (w, h), |area| {
         area.fill(&WHITE).map_err(|e| e.to_string())?;
         if let Some(t) = title {
-            area.draw(&Text::new(t.to_string(), (gap as i32, 6), (FONT_NAME, 18).into_font()))
-                .map_err(|e| e.to_string())?;
+            area.draw(&Text::new(
+                t.to_string(),
+                (gap as i32, 6),
+                (FONT_NAME, 18).into_font(),
+            ))
+            .map_err(|e| e.to_string())?;
         }
         for (i, tile) in tiles.iter().enumerate() {
             let x0 = gap + (i % columns) as u32 * (tw + gap);
@@ -293,14 +379,24 @@ pub fn image_grid_png(tiles: &[Tile], columns: usize, scale: u32, title: Option<
                 for c in 0..tile.width {
                     let v = tile.pixels[r * tile.width + c].clamp(0.0, 1.0);
                     let g = (255.0 * (1.0 - v)) as u8;
-                    let (x, y) = ((x0 + c as u32 * scale) as i32, (y0 + r as u32 * scale) as i32);
-                    area.draw(&Rectangle::new([(x, y), (x + scale as i32, y + scale as i32)], RGBColor(g, g, g).filled()))
-                        .map_err(|e| e.to_string())?;
+                    let (x, y) = (
+                        (x0 + c as u32 * scale) as i32,
+                        (y0 + r as u32 * scale) as i32,
+                    );
+                    area.draw(&Rectangle::new(
+                        [(x, y), (x + scale as i32, y + scale as i32)],
+                        RGBColor(g, g, g).filled(),
+                    ))
+                    .map_err(|e| e.to_string())?;
                 }
             }
             if let Some(cap) = &tile.caption {
-                area.draw(&Text::new(cap.clone(), (x0 as i32, (y0 + th + 2) as i32), (FONT_NAME, 12).into_font()))
-                    .map_err(|e| e.to_string())?;
+                area.draw(&Text::new(
+                    cap.clone(),
+                    (x0 as i32, (y0 + th + 2) as i32),
+                    (FONT_NAME, 12).into_font(),
+                ))
+                .map_err(|e| e.to_string())?;
             }
         }
         area.present().map_err(|e| e.to_string())
@@ -331,7 +427,11 @@ mod tests {
             series: vec![Series {
                 name: "adam".into(),
                 points: (1..50).map(|i| (i as f64, 1.0 / i as f64)).collect(),
-                band: Some((1..50).map(|i| (i as f64, 0.8 / i as f64, 1.2 / i as f64)).collect()),
+                band: Some(
+                    (1..50)
+                        .map(|i| (i as f64, 0.8 / i as f64, 1.2 / i as f64))
+                        .collect(),
+                ),
             }],
             log_y: true,
         };
@@ -351,7 +451,12 @@ mod tests {
         confusion_png(&m, &["a".into(), "b".into(), "c".into()], "test", &p).unwrap();
         assert!(png_size(&p).0 > 150);
         let tiles: Vec<Tile> = (0..5)
-            .map(|i| Tile { pixels: vec![i as f32 / 5.0; 16], height: 4, width: 4, caption: Some(format!("{i}")) })
+            .map(|i| Tile {
+                pixels: vec![i as f32 / 5.0; 16],
+                height: 4,
+                width: 4,
+                caption: Some(format!("{i}")),
+            })
             .collect();
         let g = tmp("grid.png");
         image_grid_png(&tiles, 3, 2, Some("grid"), &g).unwrap();
