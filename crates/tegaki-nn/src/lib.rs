@@ -50,6 +50,7 @@
 //! assert!(losses[19] < 0.6 * losses[0], "{losses:?}");
 //! ```
 
+pub mod bce;
 pub mod checkpoint;
 pub mod gradcheck;
 mod layer;
@@ -58,6 +59,7 @@ pub mod loss;
 mod sequential;
 mod summary;
 
+pub use bce::bce_with_logits;
 pub use checkpoint::{CheckpointError, load_model, save_model};
 pub use layer::{Layer, Mode};
 pub use layers::*;

@@ -48,6 +48,39 @@ pub fn try_conv_output_size(
     Ok((padded - kernel) / stride + 1)
 }
 
+/// Output length of a transposed convolution (the adjoint of a convolution
+/// with these `kernel`, `stride` and `padding`) over `input` cells:
+/// `(input - 1) * stride - 2*padding + kernel + output_padding`.
+///
+/// `output_padding` picks which of the `stride` input sizes that the forward
+/// convolution maps to `input` is produced, so it must be below `stride`.
+///
+/// # Panics
+/// If `input`, `kernel` or `stride` is 0, `output_padding >= stride`, or the
+/// padding removes the whole output.
+pub fn conv_transpose_output_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+) -> usize {
+    assert!(
+        input > 0 && kernel > 0 && stride > 0,
+        "transposed convolution: input {input}, kernel {kernel} and stride {stride} must be positive"
+    );
+    assert!(
+        output_padding < stride,
+        "transposed convolution: output padding {output_padding} must be below the stride {stride}"
+    );
+    let full = (input - 1) * stride + kernel + output_padding;
+    assert!(
+        full > 2 * padding,
+        "transposed convolution: padding {padding} removes the whole output of {full} cells"
+    );
+    full - 2 * padding
+}
+
 /// Everything that fixes the shape of one convolution (or pooling) of a
 /// `C x H x W` sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -306,6 +339,30 @@ mod tests {
         assert_eq!(conv_output_size(5, 3, 2, 1), 3);
         assert!(try_conv_output_size(2, 5, 1, 1).is_err());
         assert!(try_conv_output_size(2, 1, 0, 0).is_err());
+    }
+
+    #[test]
+    fn transpose_output_size_inverts_conv_output_size() {
+        // DCGAN's generator: 7 -> 14 -> 28 with kernel 4, stride 2, padding 1.
+        assert_eq!(conv_transpose_output_size(7, 4, 2, 1, 0), 14);
+        assert_eq!(conv_transpose_output_size(14, 4, 2, 1, 0), 28);
+        assert_eq!(conv_transpose_output_size(3, 3, 2, 1, 1), 6);
+        assert_eq!(conv_transpose_output_size(1, 7, 1, 0, 0), 7);
+        // Every size a strided convolution maps to `o` comes back with the
+        // matching output padding.
+        for (k, s, p) in [(3, 2, 1), (4, 2, 1), (3, 3, 0), (2, 3, 2), (5, 1, 2)] {
+            for input in 1..20usize {
+                let Ok(o) = try_conv_output_size(input, k, s, p) else {
+                    continue;
+                };
+                let op = (input + 2 * p - k) % s;
+                assert_eq!(conv_transpose_output_size(o, k, s, p, op), input);
+            }
+        }
+        let bad = |op| std::panic::catch_unwind(|| conv_transpose_output_size(5, 3, 2, 1, op));
+        assert!(bad(2).is_err());
+        assert!(bad(1).is_ok());
+        assert!(std::panic::catch_unwind(|| conv_transpose_output_size(1, 1, 1, 1, 0)).is_err());
     }
 
     /// Golden values from numpy:

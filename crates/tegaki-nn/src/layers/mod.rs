@@ -4,6 +4,7 @@
 mod activation;
 mod batchnorm;
 mod conv2d;
+mod conv_transpose2d;
 mod dropout;
 mod flatten;
 mod linear;
@@ -11,6 +12,7 @@ mod maxpool2d;
 
 pub use activation::{LeakyReLU, ReLU, Sigmoid, Tanh};
 pub use batchnorm::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
+pub use conv_transpose2d::ConvTranspose2d;
 pub use conv2d::Conv2d;
 pub use dropout::{Dropout, DropoutScaling};
 pub use flatten::Flatten;
