@@ -21,7 +21,13 @@ mod preprocess;
 #[command(name = "tegaki", version, about, long_about, max_term_width = 100)]
 struct Cli {
     /// Worker threads (0 = one per core).
-    #[arg(long, global = true, default_value_t = 0, env = "TEGAKI_THREADS")]
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 0,
+        env = "TEGAKI_THREADS",
+        hide_env_values = true
+    )]
     threads: usize,
     #[command(subcommand)]
     command: Command,
@@ -180,4 +186,36 @@ fn require_file(path: &Path, what: &str) -> anyhow::Result<()> {
         bail!("{what} {} does not exist", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    fn help(path: &[&str]) -> String {
+        let mut cmd = Cli::command().term_width(100);
+        cmd.build();
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub
+                .find_subcommand_mut(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"));
+        }
+        sub.render_long_help().to_string()
+    }
+
+    #[test]
+    fn help_texts() {
+        insta::assert_snapshot!("tegaki", help(&[]));
+        for name in ["train", "eval", "predict", "summary"] {
+            insta::assert_snapshot!(name, help(&[name]));
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }
