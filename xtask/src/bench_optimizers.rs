@@ -475,7 +475,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     writeln!(
         md,
         "Network {}; {} training / {} test images; {epochs} epoch(s) of batch {} \
-         ({steps_per_epoch} steps each); seeds 0..{}; every optimizer at its usual \
+         ({steps_per_epoch} steps each); {} seed(s) per optimizer; every optimizer at its usual \
          learning rate, constant, no weight decay. Produced by `cargo xtask {}` \
          ({profile} build, {} threads).\n",
         args.model.describe(),
@@ -507,4 +507,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn rayon_threads() -> usize {
     tegaki_tensor::parallel::num_threads()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(losses: &[f64]) -> Run {
+        Run {
+            optimizer: "adam".into(),
+            lr: 1e-3,
+            seed: 0,
+            losses: losses
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (10 * (i as u64 + 1), l))
+                .collect(),
+            epochs: Vec::new(),
+            diverged: false,
+        }
+    }
+
+    #[test]
+    fn mean_and_sample_std() {
+        // mean of (1, 2, 6) = 3; squared deviations 4 + 1 + 9 = 14; / (3 - 1) = 7.
+        let (m, s) = mean_std(&[1.0, 2.0, 6.0]);
+        assert_eq!(m, 3.0);
+        assert!((s - 7f64.sqrt()).abs() < 1e-12);
+        assert_eq!(mean_std(&[2.5]), (2.5, 0.0));
+        assert!(mean_std(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn loss_series_averages_seeds_and_bands_min_max_up_to_the_shortest_run() {
+        let a = run_with(&[2.0, 1.0, 0.5]);
+        let b = run_with(&[4.0, 3.0]);
+        let s = loss_series("adam", &[&a, &b]);
+        assert_eq!(s.points, vec![(10.0, 3.0), (20.0, 2.0)]);
+        assert_eq!(s.band, Some(vec![(10.0, 2.0, 4.0), (20.0, 1.0, 3.0)]));
+        assert_eq!(loss_series("adam", &[&a]).band, None);
+    }
 }
