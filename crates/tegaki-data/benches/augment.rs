@@ -45,6 +45,30 @@ fn bench(c: &mut Criterion) {
             });
         },
     );
+    // Each op alone, to see where the time goes.
+    for (name, table) in [
+        (
+            "affine",
+            "affine = { rotate_deg = 15, scale = [0.9, 1.1], translate = 0.1, shear_deg = 10 }",
+        ),
+        ("noise", "noise = { sigma = 0.1 }"),
+        ("thicken", "thicken = { kernel = 2 }"),
+    ] {
+        let config = AugmentConfig::from_toml(
+            &format!("[augment]\n{table}\n"),
+            std::path::Path::new("op.toml"),
+        )
+        .expect("valid config");
+        let pipeline = Pipeline::from_config(&config).expect("valid pipeline");
+        group.bench_function(format!("{name}/28x28/batch{n}"), |b| {
+            let mut images = original.clone();
+            let mut r = rng::seeded(7);
+            b.iter(|| {
+                images.assign(&original);
+                pipeline.apply_batch(&mut images, &mut r);
+            });
+        });
+    }
     group.finish();
 }
 

@@ -34,7 +34,7 @@ pub fn read_cifar_batch(
     if bytes.is_empty() {
         return Err(bad("empty file, expected records of 3073 bytes".into()));
     }
-    if bytes.len() % CIFAR10_RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(CIFAR10_RECORD_BYTES) {
         return Err(bad(format!(
             "{} bytes is not a whole number of 3073-byte records (label + 3x32x32); truncated or not a CIFAR-10 batch",
             bytes.len()
@@ -67,6 +67,16 @@ pub fn extract_cifar_archive(
     archive: &Path,
     dest: &Path,
 ) -> Result<Vec<String>, DataError> {
+    extract_batches(reader, archive, dest, CIFAR10_BATCH_RECORDS)
+}
+
+/// [`extract_cifar_archive`] with `records` per batch (tests use small batches).
+fn extract_batches(
+    reader: impl Read,
+    archive: &Path,
+    dest: &Path,
+    records: usize,
+) -> Result<Vec<String>, DataError> {
     let (reader, _) = crate::idx::maybe_gunzip(reader).map_err(|e| DataError::io(archive, e))?;
     let mut tar = tar::Archive::new(reader);
     let bad = |message: String| DataError::BadCifar {
@@ -98,7 +108,7 @@ pub fn extract_cifar_archive(
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| bad(format!("reading {name}: {e}")))?;
-        let expected = CIFAR10_BATCH_RECORDS * CIFAR10_RECORD_BYTES;
+        let expected = records * CIFAR10_RECORD_BYTES;
         if bytes.len() != expected {
             return Err(bad(format!(
                 "{name} has {} bytes, expected {expected}",
@@ -172,7 +182,7 @@ mod tests {
         let mut tar_bytes = Vec::new();
         {
             let mut builder = tar::Builder::new(&mut tar_bytes);
-            let batch: Vec<u8> = (0..CIFAR10_BATCH_RECORDS)
+            let batch: Vec<u8> = (0..20)
                 .flat_map(|i| record((i % 10) as u8, i as u8))
                 .collect();
             let mut names: Vec<&str> = CIFAR10_TRAIN_BATCHES.to_vec();
@@ -197,7 +207,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &tar_bytes).unwrap();
         let gz = gz.finish().unwrap();
-        let written = extract_cifar_archive(&gz[..], Path::new("a.tar.gz"), dir.path()).unwrap();
+        let written = extract_batches(&gz[..], Path::new("a.tar.gz"), dir.path(), 20).unwrap();
         assert_eq!(written.len(), 6);
         assert!(!dir.path().join("batches.meta.txt").exists());
         let (images, labels) = read_cifar_batch(
@@ -205,8 +215,12 @@ mod tests {
             Path::new("t"),
         )
         .unwrap();
-        assert_eq!(labels.len(), CIFAR10_BATCH_RECORDS);
-        assert_eq!(images.len(), CIFAR10_BATCH_RECORDS * CIFAR10_IMAGE_BYTES);
+        assert_eq!(labels.len(), 20);
+        assert_eq!(labels[13], 3);
+        assert_eq!(images.len(), 20 * CIFAR10_IMAGE_BYTES);
+        // the official size is enforced
+        let e = extract_cifar_archive(&gz[..], Path::new("a.tar.gz"), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("expected 30730000"), "{e}");
 
         let e =
             extract_cifar_archive(&tar_bytes[..1024], Path::new("a.tar"), dir.path()).unwrap_err();

@@ -176,7 +176,7 @@ fn idx_dims(kind: DatasetKind, file_index: usize) -> Vec<usize> {
     };
     let n = kind.len(split);
     let (_, h, w) = kind.shape();
-    if file_index % 2 == 0 {
+    if file_index.is_multiple_of(2) {
         vec![n, h, w]
     } else {
         vec![n]

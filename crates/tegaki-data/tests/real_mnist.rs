@@ -13,7 +13,10 @@ fn shared_data() -> Option<PathBuf> {
     if dir.join("mnist/train-images-idx3-ubyte.gz").is_file() {
         Some(dir)
     } else {
-        println!("skipped: real MNIST not found in {} (set TEGAKI_SHARED_DATA)", dir.display());
+        println!(
+            "skipped: real MNIST not found in {} (set TEGAKI_SHARED_DATA)",
+            dir.display()
+        );
         None
     }
 }
@@ -37,7 +40,10 @@ fn real_mnist_loads_with_right_shapes_and_histogram() {
     );
     // the usual normalisation constants (PyTorch's MNIST example)
     let (mean, std) = train.pixel_mean_std();
-    assert!((mean - 0.1307).abs() < 1e-4 && (std - 0.3081).abs() < 1e-4, "{mean} {std}");
+    assert!(
+        (mean - 0.1307).abs() < 1e-4 && (std - 0.3081).abs() < 1e-4,
+        "{mean} {std}"
+    );
     let x = train.batch_f32(&[0]);
     assert_eq!(x.dim(), (1, 1, 28, 28));
     assert_eq!(train.labels_of(&[0]), vec![5]);
@@ -47,11 +53,21 @@ fn real_mnist_loads_with_right_shapes_and_histogram() {
 fn install_from_shared_folder_verifies_and_loads() {
     let Some(dir) = shared_data() else { return };
     let data = tempfile::tempdir().unwrap();
-    let done = install_from_dir(DatasetKind::Mnist, &dir.join("mnist"), data.path(), &mut ()).unwrap();
+    let done =
+        install_from_dir(DatasetKind::Mnist, &dir.join("mnist"), data.path(), &mut ()).unwrap();
     assert_eq!(done.len(), 4);
-    assert!(done.iter().all(|d| d.verification.starts_with("sha256 ok")), "{done:?}");
-    let again = install_from_dir(DatasetKind::Mnist, &dir.join("mnist"), data.path(), &mut ()).unwrap();
-    assert!(again.iter().all(|d| d.verification.starts_with("already present")), "{again:?}");
+    assert!(
+        done.iter().all(|d| d.verification.starts_with("sha256 ok")),
+        "{done:?}"
+    );
+    let again =
+        install_from_dir(DatasetKind::Mnist, &dir.join("mnist"), data.path(), &mut ()).unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|d| d.verification.starts_with("already present")),
+        "{again:?}"
+    );
     let test = load(DatasetKind::Mnist, Split::Test, data.path()).unwrap();
     assert_eq!(test.len(), 10_000);
     // no temporary files left behind
