@@ -9,6 +9,7 @@ use tegaki_tensor::gemm::gemm;
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
+use crate::layers::conv2d::lane_sum;
 use crate::{Layer, Mode};
 
 /// Samples per parallel task; fixed so that gradients are bit-identical on
@@ -260,7 +261,7 @@ impl ConvTranspose2d {
                             gemm(1.0, x_v, cols_v.t(), beta, &mut part_w.view_mut());
                         }
                         for (b, p) in part_b.iter_mut().zip(dy_s.chunks_exact(plane)) {
-                            *b += p.iter().sum::<f32>();
+                            *b += lane_sum(p);
                         }
                         if want_dx {
                             let mut dx_v =
