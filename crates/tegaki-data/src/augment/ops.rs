@@ -68,7 +68,7 @@ fn fast_floor(v: f32) -> isize {
 
 /// Bilinear sample of every channel at source `(sx, sy)`, zero outside,
 /// written to `out[ch * plane + o]`.
-#[inline]
+#[inline(always)]
 fn sample_into(src: &[f32], out: &mut [f32], (c, h, w): Shape, o: usize, sx: f32, sy: f32) {
     let plane = h * w;
     let x0 = fast_floor(sx);
@@ -110,11 +110,22 @@ pub(crate) fn affine(
     ty: f32,
     scratch: &mut Vec<f32>,
 ) {
+    scratch.clear();
+    scratch.extend_from_slice(img);
+    // Grey images are the common case: a literal channel count lets the
+    // compiler drop the per-pixel channel loop in that copy of the body.
+    if shape.0 == 1 {
+        affine_rows(scratch, img, (1, shape.1, shape.2), m, tx, ty);
+    } else {
+        affine_rows(scratch, img, shape, m, tx, ty);
+    }
+}
+
+#[inline(always)]
+fn affine_rows(src: &[f32], img: &mut [f32], shape: Shape, m: [f32; 4], tx: f32, ty: f32) {
     let (_, h, w) = shape;
     let cx = (w as f32 - 1.0) * 0.5;
     let cy = (h as f32 - 1.0) * 0.5;
-    scratch.clear();
-    scratch.extend_from_slice(img);
     for y in 0..h {
         let oy = y as f32 - cy - ty;
         // source of (x = 0, y), relative to which each x step adds (m[0], m[2])
@@ -122,14 +133,7 @@ pub(crate) fn affine(
         let by = m[2] * (-cx - tx) + m[3] * oy + cy;
         for x in 0..w {
             let xf = x as f32;
-            sample_into(
-                scratch,
-                img,
-                shape,
-                y * w + x,
-                bx + m[0] * xf,
-                by + m[2] * xf,
-            );
+            sample_into(src, img, shape, y * w + x, bx + m[0] * xf, by + m[2] * xf);
         }
     }
 }
