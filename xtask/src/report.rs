@@ -24,10 +24,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = ExperimentConfig::load(&run.config_path())?;
     let data_dir = tegaki_data::resolve_data_dir(args.data_dir.as_deref());
     let mut test = tegaki_data::load(cfg.data.dataset, tegaki_data::Split::Test, &data_dir)?;
-    if let Some(limit) = cfg.data.limit_test {
-        if limit < test.len() {
-            test = test.subset(&(0..limit).collect::<Vec<_>>());
-        }
+    if let Some(limit) = cfg.data.limit_test
+        && limit < test.len()
+    {
+        test = test.subset(&(0..limit).collect::<Vec<_>>());
     }
     let mut model = tegaki_train::trainer::build_for(&cfg, &test)?;
     let ckpt = run.best_path();

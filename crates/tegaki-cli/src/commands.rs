@@ -21,12 +21,11 @@ fn data_dir(flag: Option<&Path>) -> PathBuf {
 
 fn load_split(cfg: &ExperimentConfig, split: Split, dir: &Path) -> anyhow::Result<Dataset> {
     let mut data = tegaki_data::load(cfg.data.dataset, split, dir)?;
-    if split == Split::Test {
-        if let Some(limit) = cfg.data.limit_test {
-            if limit < data.len() {
-                data = data.subset(&(0..limit).collect::<Vec<_>>());
-            }
-        }
+    if split == Split::Test
+        && let Some(limit) = cfg.data.limit_test
+        && limit < data.len()
+    {
+        data = data.subset(&(0..limit).collect::<Vec<_>>());
     }
     Ok(data)
 }

@@ -138,7 +138,10 @@ fn draw_lines<DB: DrawingBackend>(
                 .y_desc(chart.y_label.as_str())
                 .label_style((FONT_NAME, 13))
                 .axis_desc_style((FONT_NAME, 15))
-                .light_line_style(RGBColor(235, 235, 235))
+                .light_line_style(RGBColor(240, 240, 240))
+                .max_light_lines(2)
+                .y_label_formatter(&|v: &f64| tick(*v))
+                .x_label_formatter(&|v: &f64| tick(*v))
                 .draw()
                 .map_err(|e| e.to_string())?;
             for (i, s) in chart.series.iter().enumerate() {
@@ -192,6 +195,21 @@ fn draw_lines<DB: DrawingBackend>(
         );
     }
     area.present().map_err(|e| e.to_string())
+}
+
+/// A tick label with at most four significant digits and no float noise
+/// (`0.300000000001` prints as `0.3`).
+fn tick(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 8) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 fn write_png(path: &Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<(), PlotError> {
@@ -442,6 +460,15 @@ mod tests {
         line_chart_svg(&chart, &s, (640, 400)).unwrap();
         let svg = std::fs::read_to_string(&s).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("adam"));
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(tick(0.300000000001), "0.3");
+        assert_eq!(tick(1234.6), "1235");
+        assert_eq!(tick(0.012345), "0.01235");
+        assert_eq!(tick(2.0), "2");
+        assert_eq!(tick(0.0), "0");
     }
 
     #[test]

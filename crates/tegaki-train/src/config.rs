@@ -376,12 +376,11 @@ impl ExperimentConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        if let Some(pl) = &mut cfg.pseudo_label {
-            if pl.file.is_relative() {
-                if let Some(dir) = path.parent() {
-                    pl.file = dir.join(&pl.file);
-                }
-            }
+        if let Some(pl) = &mut cfg.pseudo_label
+            && pl.file.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            pl.file = dir.join(&pl.file);
         }
         cfg.validate(path)?;
         Ok(cfg)
@@ -466,26 +465,26 @@ impl ExperimentConfig {
                             "a value in [0, 1]",
                         ));
                     }
-                    if !(*eps > 0.0) {
+                    if eps.is_nan() || *eps <= 0.0 {
                         return Err(bad(&key("eps"), eps.to_string(), "a positive number"));
                     }
                 }
                 _ => {}
             }
         }
-        if let Some(es) = &self.early_stopping {
-            if es.patience == 0 {
-                return Err(bad("early_stopping.patience", "0".into(), "at least 1"));
-            }
+        if let Some(es) = &self.early_stopping
+            && es.patience == 0
+        {
+            return Err(bad("early_stopping.patience", "0".into(), "at least 1"));
         }
-        if let Some(pl) = &self.pseudo_label {
-            if !(0.0..=1.0).contains(&pl.threshold) {
-                return Err(bad(
-                    "pseudo_label.threshold",
-                    pl.threshold.to_string(),
-                    "a probability in [0, 1]",
-                ));
-            }
+        if let Some(pl) = &self.pseudo_label
+            && !(0.0..=1.0).contains(&pl.threshold)
+        {
+            return Err(bad(
+                "pseudo_label.threshold",
+                pl.threshold.to_string(),
+                "a probability in [0, 1]",
+            ));
         }
         self.optimizer.validate().map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),

@@ -120,10 +120,10 @@ impl Session {
         } else {
             (full, None)
         };
-        if let Some(limit) = config.data.limit_train {
-            if limit < train.len() {
-                train = train.subset(&(0..limit).collect::<Vec<_>>());
-            }
+        if let Some(limit) = config.data.limit_train
+            && limit < train.len()
+        {
+            train = train.subset(&(0..limit).collect::<Vec<_>>());
         }
         let model = build_for(&config, &train)?;
         Ok(Self {
@@ -340,32 +340,32 @@ pub fn train(
         };
         let first = if epoch == start_epoch { start_step } else { 0 };
         for (s, idx) in batches.iter().enumerate().skip(first) {
-            if let Some(flag) = &options.interrupt {
-                if flag.load(Ordering::SeqCst) {
-                    let pos = Position {
-                        epochs_done: epoch,
-                        step: s,
-                        sums: (loss_sum, correct, seen),
-                        tracker: &tracker,
-                        pseudo: pseudo.as_deref(),
-                    };
-                    let meta = checkpoint_metadata(&cfg, &mut session.model, pos);
-                    run.save_checkpoint(
-                        &run.last_path(),
-                        &mut session.model,
-                        Some(&optimizer.state()),
-                        &meta,
-                    )?;
-                    observer.message(&format!(
-                        "interrupted: saved {} at epoch {}, step {s}; continue with --resume",
-                        run.last_path().display(),
-                        epoch + 1
-                    ));
-                    return Ok(Outcome::Interrupted {
-                        epoch: epoch + 1,
-                        step: s,
-                    });
-                }
+            if let Some(flag) = &options.interrupt
+                && flag.load(Ordering::SeqCst)
+            {
+                let pos = Position {
+                    epochs_done: epoch,
+                    step: s,
+                    sums: (loss_sum, correct, seen),
+                    tracker: &tracker,
+                    pseudo: pseudo.as_deref(),
+                };
+                let meta = checkpoint_metadata(&cfg, &mut session.model, pos);
+                run.save_checkpoint(
+                    &run.last_path(),
+                    &mut session.model,
+                    Some(&optimizer.state()),
+                    &meta,
+                )?;
+                observer.message(&format!(
+                    "interrupted: saved {} at epoch {}, step {s}; continue with --resume",
+                    run.last_path().display(),
+                    epoch + 1
+                ));
+                return Ok(Outcome::Interrupted {
+                    epoch: epoch + 1,
+                    step: s,
+                });
             }
             let mut x = train_set.batch_f32(idx);
             let labels = train_set.labels_of(idx);
@@ -444,15 +444,16 @@ pub fn train(
         )?;
         run.write_text("metrics.csv", &metrics_csv(&rows))?;
         observer.epoch_end(&m, improved);
-        if let Some(es) = &cfg.early_stopping {
-            if tracker.bad_epochs >= es.patience && epoch < cfg.epochs {
-                observer.message(&format!(
-                    "early stopping: no improvement in {:?} for {} epochs",
-                    monitor, es.patience
-                ));
-                stopped_early = true;
-                break;
-            }
+        if let Some(es) = &cfg.early_stopping
+            && tracker.bad_epochs >= es.patience
+            && epoch < cfg.epochs
+        {
+            observer.message(&format!(
+                "early stopping: no improvement in {:?} for {} epochs",
+                monitor, es.patience
+            ));
+            stopped_early = true;
+            break;
         }
     }
     Ok(Outcome::Finished {
