@@ -7,6 +7,11 @@
 //!   network skips the input gradient, so its backward is one more forward's worth
 //! * conv 32->64 @14x14: forward 361 M (722.5 MFLOP), backward 1445 MFLOP
 //! * Linear 3136->128: forward 40.1 M (80.3 MFLOP), backward 160.6 MFLOP
+//! * ConvTranspose2d 64->32, 7x7 -> 14x14 (kernel 4, stride 2, padding 1, a
+//!   DCGAN generator step): forward 160.6 M (321.1 MFLOP), backward 642.3 MFLOP
+//!
+//! Also BatchNorm2d over 32 channels at 28x28 and BatchNorm1d over 1000
+//! features (the W2 MLP's), both in Train mode.
 //!
 //! The `kernels` group times the pieces of the 32->64 convolution separately
 //! (im2col, the forward GEMMs, col2im) to show where its time goes.
@@ -19,7 +24,9 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, Ix4};
 use rayon::prelude::*;
 use std::hint::black_box;
 use tegaki_nn::gradcheck::random_input;
-use tegaki_nn::{Conv2d, Layer, Linear, MaxPool2d, Mode};
+use tegaki_nn::{
+    BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Layer, Linear, MaxPool2d, Mode,
+};
 use tegaki_tensor::conv::{ConvGeometry, col2im, im2col};
 use tegaki_tensor::gemm::gemm;
 use tegaki_tensor::rng;
@@ -91,6 +98,27 @@ fn layers(c: &mut Criterion) {
         "maxpool2d_2x2_32x28x28",
         &mut MaxPool2d::new((2, 2), (2, 2)),
         &[BATCH, 32, 28, 28],
+        false,
+    );
+    layer_case(
+        c,
+        "batchnorm2d_32x28x28",
+        &mut BatchNorm2d::new(32),
+        &[BATCH, 32, 28, 28],
+        false,
+    );
+    layer_case(
+        c,
+        "batchnorm1d_1000",
+        &mut BatchNorm1d::new(1000),
+        &[BATCH, 1000],
+        false,
+    );
+    layer_case(
+        c,
+        "convtranspose2d_64x32_7x7_to_14x14",
+        &mut ConvTranspose2d::torch_default(64, 32, (4, 4), (2, 2), (1, 1), (0, 0), r),
+        &[BATCH, 64, 7, 7],
         false,
     );
     layer_case(
