@@ -64,6 +64,15 @@ fn channel_sums(
     f: impl Fn(usize, f32) -> f32,
 ) -> Vec<f64> {
     let mut sums = vec![0.0f64; channels];
+    if inner == 1 {
+        // Dense (N, D): walk whole rows, one running sum per feature.
+        for row in data.chunks_exact(channels) {
+            for (c, (s, &v)) in sums.iter_mut().zip(row).enumerate() {
+                *s += f64::from(f(c, v));
+            }
+        }
+        return sums;
+    }
     for sample in data.chunks_exact(channels * inner) {
         for (c, (plane, s)) in sample.chunks_exact(inner).zip(&mut sums).enumerate() {
             // Eight lanes of partial sums let the compiler vectorise a plane.
@@ -190,6 +199,14 @@ impl Norm {
             .par_chunks_mut(c * inner)
             .zip(self.xhat.par_chunks_mut(c * inner))
             .for_each(|(x_s, xh_s)| {
+                if inner == 1 {
+                    let per_feature = mean.iter().zip(&inv_std).zip(gamma.iter().zip(beta));
+                    for ((v, h), ((m, k), (g, b))) in x_s.iter_mut().zip(xh_s).zip(per_feature) {
+                        *h = (*v - m) * k;
+                        *v = g * *h + b;
+                    }
+                    return;
+                }
                 for (ch, (xp, hp)) in x_s
                     .chunks_exact_mut(inner)
                     .zip(xh_s.chunks_exact_mut(inner))
@@ -234,6 +251,12 @@ impl Norm {
         // Σ dy * xhat, pairing each dy with its xhat through the flat index.
         let mut dgamma = vec![0.0f64; c];
         for (g_s, x_s) in g.chunks_exact(c * inner).zip(xh.chunks_exact(c * inner)) {
+            if inner == 1 {
+                for ((d, gv), xv) in dgamma.iter_mut().zip(g_s).zip(x_s) {
+                    *d += f64::from(gv * xv);
+                }
+                continue;
+            }
             for (ch, (gp, xp)) in g_s
                 .chunks_exact(inner)
                 .zip(x_s.chunks_exact(inner))
@@ -261,6 +284,15 @@ impl Norm {
                 g.par_chunks_mut(c * inner)
                     .zip(xh.par_chunks(c * inner))
                     .for_each(|(g_s, x_s)| {
+                        if inner == 1 {
+                            let per_feature = scale.iter().zip(&mean_dy).zip(&mean_dyx);
+                            for ((d, &xv), ((k, md), mx)) in
+                                g_s.iter_mut().zip(x_s).zip(per_feature)
+                            {
+                                *d = k * (*d - md - xv * mx);
+                            }
+                            return;
+                        }
                         for (ch, (gp, xp)) in g_s
                             .chunks_exact_mut(inner)
                             .zip(x_s.chunks_exact(inner))
