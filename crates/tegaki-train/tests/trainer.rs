@@ -314,3 +314,62 @@ fn shipped_configs_parse_and_build() {
     }
     assert!(n >= 4, "expected the shipped configs in {}", dir.display());
 }
+
+/// Collects messages.
+#[derive(Default)]
+struct Messages(Vec<String>);
+
+impl Observer for Messages {
+    fn epoch_start(&mut self, _: usize, _: usize, _: usize) {}
+    fn step(&mut self, _: usize, _: f64, _: f64, _: f64, _: f32) {}
+    fn epoch_end(&mut self, _: &EpochMetrics, _: bool) {}
+    fn message(&mut self, text: &str) {
+        self.0.push(text.to_string());
+    }
+}
+
+#[test]
+fn pseudo_labelling_adds_confident_unlabeled_images() {
+    let dir = tmpdir("pseudo");
+    write_data(&dir);
+    // the unlabeled file: 40 bar images in the contest format
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            let k = i % 10;
+            (0..784)
+                .map(|p| {
+                    let (y, x) = (p / 28, p % 28);
+                    let on = y >= 2 + 2 * k && y < 4 + 2 * k && (4..24).contains(&x);
+                    if on { "240" } else { "10" }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    std::fs::write(dir.join("unlabeled.txt"), lines.join("\n")).unwrap();
+    let text = format!(
+        "{CONFIG}\n[pseudo_label]\nfile = \"unlabeled.txt\"\nthreshold = 0.2\nepochs = 1\n"
+    );
+    // relative paths are taken from the config file's folder
+    let cfg = ExperimentConfig::from_toml_str(&text, &dir.join("exp.toml")).unwrap();
+    let mut s = Session::new(cfg, &dir).unwrap();
+    let run = RunDir::create(&dir.join("run")).unwrap();
+    let mut obs = Messages::default();
+    let outcome = train(&mut s, &run, &TrainOptions::default(), &mut obs).unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Finished {
+            epochs: 3,
+            stopped_early: false
+        }
+    );
+    let msg = obs
+        .0
+        .iter()
+        .find(|m| m.starts_with("pseudo-labelling"))
+        .expect("a pseudo-labelling message");
+    let chosen: usize = msg.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(chosen > 20, "{msg}");
+    assert_eq!(run.read_metrics().unwrap().len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
