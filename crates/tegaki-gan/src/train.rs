@@ -572,6 +572,16 @@ pub fn train_gan(
             Err(_) => Vec::new(),
         };
         rows.truncate(start_epoch);
+        if start_epoch >= cfg.epochs {
+            observer.message(&format!(
+                "{} already has {start_epoch} epochs (the config asks for {}); pass --epochs N to train longer",
+                run.display(),
+                cfg.epochs
+            ));
+            return Ok(GanOutcome::Finished {
+                epochs: start_epoch,
+            });
+        }
         observer.message(&format!(
             "resuming {} at epoch {}, step {start_step}",
             run.display(),
