@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod augment_preview;
+mod bench;
 mod bench_optimizers;
 mod ci;
 mod download;
@@ -26,6 +27,8 @@ enum Task {
     Download(download::Args),
     /// Write a PNG grid of original images and their augmented versions.
     AugmentPreview(augment_preview::Args),
+    /// The anchors' W1/W2/W3 MNIST throughput workloads (release build), one JSON line each.
+    Bench(bench::Args),
     /// Train the same MNIST network with every optimizer over several seeds; writes reports/bench-optimizers/.
     BenchOptimizers(bench_optimizers::Args),
     /// Train a config (default configs/cnn.toml) with an optimised build, fetching the data first if missing.
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Task::Ci(args) => ci::run(args),
         Task::Download(args) => download::run(args),
         Task::AugmentPreview(args) => augment_preview::run(args),
+        Task::Bench(args) => bench::run(args),
         Task::BenchOptimizers(args) => bench_optimizers::run(args),
         Task::Train(args) => train::run(args),
         Task::Report(args) => report::run(args),

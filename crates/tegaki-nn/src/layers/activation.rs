@@ -1,27 +1,22 @@
 //! Elementwise activations: Sigmoid, ReLU, LeakyReLU, Tanh.
 //!
-//! Each keeps only what its backward pass needs: Sigmoid and Tanh keep their
-//! output (their derivatives are functions of it), ReLU and LeakyReLU keep
-//! their input (moved in, so no copy). Backward rewrites `dy` in place and
-//! returns it, so it allocates nothing. Tensors of [`PARALLEL_MIN`] elements or
-//! more are processed on the rayon pool.
+//! Every activation works in place on the tensor it is given. In
+//! [`Mode::Train`] each keeps only what its backward pass needs, in storage
+//! reused between steps: Sigmoid and Tanh a copy of their output (their
+//! derivatives are functions of it), ReLU and LeakyReLU one byte per element
+//! saying whether the input was positive. [`Mode::Eval`] keeps nothing (a
+//! backward pass after it panics). Backward rewrites `dy` in place and returns
+//! it, so it allocates nothing. Tensors of [`PARALLEL_MIN`] elements or more
+//! are processed on the rayon pool.
 
 use crate::layer::no_forward;
 use crate::{Layer, Mode};
 use ndarray::{ArrayD, Zip};
+use rayon::prelude::*;
 
 /// Element count from which elementwise work is split across threads; below
 /// it the fork/join overhead costs more than it saves.
 pub(crate) const PARALLEL_MIN: usize = 1 << 16;
-
-/// A new array `f(x)` of the same shape, in parallel when large.
-pub(crate) fn map(x: &ArrayD<f32>, f: impl Fn(f32) -> f32 + Sync + Send) -> ArrayD<f32> {
-    if x.len() >= PARALLEL_MIN {
-        Zip::from(x).par_map_collect(|&v| f(v))
-    } else {
-        x.mapv(f)
-    }
-}
 
 /// `x[i] = f(x[i])` for every element, in parallel when large.
 pub(crate) fn map_inplace(x: &mut ArrayD<f32>, f: impl Fn(f32) -> f32 + Sync + Send) {
@@ -46,19 +41,39 @@ pub(crate) fn zip_assign(
     }
 }
 
-/// Takes the cached tensor and checks `dy` against its shape.
-fn take_cache(cache: &mut Option<ArrayD<f32>>, layer: &str, dy: &ArrayD<f32>) -> ArrayD<f32> {
-    let cached = cache
-        .take()
-        .unwrap_or_else(|| panic!("{}", no_forward(layer)));
-    assert_eq!(
-        dy.shape(),
-        cached.shape(),
-        "{layer}: dy has shape {:?}, the forward output had {:?}",
-        dy.shape(),
-        cached.shape()
-    );
-    cached
+/// A copy of the last Train-mode output, in storage reused between steps
+/// (Eval mode keeps nothing).
+#[derive(Debug, Default)]
+struct KeptOutput {
+    buf: Option<ArrayD<f32>>,
+    valid: bool,
+}
+
+impl KeptOutput {
+    fn keep(&mut self, y: &ArrayD<f32>, mode: Mode) {
+        self.valid = mode == Mode::Train;
+        if !self.valid {
+            return;
+        }
+        match &mut self.buf {
+            Some(b) if b.shape() == y.shape() => zip_assign(b, y, |_, v| v),
+            _ => self.buf = Some(y.as_standard_layout().into_owned()),
+        }
+    }
+
+    /// The kept output, after checking `dy` against its shape.
+    fn get(&mut self, layer: &str, dy: &ArrayD<f32>) -> &ArrayD<f32> {
+        assert!(std::mem::take(&mut self.valid), "{}", no_forward(layer));
+        let kept = self.buf.as_ref().expect("valid implies a buffer");
+        assert_eq!(
+            dy.shape(),
+            kept.shape(),
+            "{layer}: dy has shape {:?}, the forward output had {:?}",
+            dy.shape(),
+            kept.shape()
+        );
+        kept
+    }
 }
 
 /// The logistic function `σ(x) = 1 / (1 + e^(-x))`, elementwise.
@@ -69,7 +84,7 @@ fn take_cache(cache: &mut Option<ArrayD<f32>>, layer: &str, dy: &ArrayD<f32>) ->
 /// Any shape; the output has the input's shape.
 #[derive(Debug, Default)]
 pub struct Sigmoid {
-    output: Option<ArrayD<f32>>,
+    output: KeptOutput,
 }
 
 impl Sigmoid {
@@ -99,15 +114,15 @@ impl Layer for Sigmoid {
         Ok(input.to_vec())
     }
 
-    fn forward(&mut self, mut x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+    fn forward(&mut self, mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         map_inplace(&mut x, sigmoid);
-        self.output = Some(x.clone());
+        self.output.keep(&x, mode);
         x
     }
 
     fn backward(&mut self, mut dy: ArrayD<f32>) -> ArrayD<f32> {
-        let y = take_cache(&mut self.output, "Sigmoid", &dy);
-        zip_assign(&mut dy, &y, |g, y| g * y * (1.0 - y));
+        let y = self.output.get("Sigmoid", &dy);
+        zip_assign(&mut dy, y, |g, y| g * y * (1.0 - y));
         dy
     }
 }
@@ -120,7 +135,7 @@ impl Layer for Sigmoid {
 /// Any shape; the output has the input's shape.
 #[derive(Debug, Default)]
 pub struct Tanh {
-    output: Option<ArrayD<f32>>,
+    output: KeptOutput,
 }
 
 impl Tanh {
@@ -139,15 +154,15 @@ impl Layer for Tanh {
         Ok(input.to_vec())
     }
 
-    fn forward(&mut self, mut x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+    fn forward(&mut self, mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         map_inplace(&mut x, f32::tanh);
-        self.output = Some(x.clone());
+        self.output.keep(&x, mode);
         x
     }
 
     fn backward(&mut self, mut dy: ArrayD<f32>) -> ArrayD<f32> {
-        let y = take_cache(&mut self.output, "Tanh", &dy);
-        zip_assign(&mut dy, &y, |g, y| g * (1.0 - y * y));
+        let y = self.output.get("Tanh", &dy);
+        zip_assign(&mut dy, y, |g, y| g * (1.0 - y * y));
         dy
     }
 }
@@ -158,17 +173,110 @@ impl Layer for Tanh {
 /// 0**. (The seed's text says 1 at 0 and its code says 0; we follow the code,
 /// as PyTorch does. The choice only matters on a set of measure zero.)
 ///
+/// The input is rectified in place (no new tensor); in [`Mode::Train`] the
+/// layer keeps one byte per element, whether `x > 0`, in a buffer reused
+/// between steps, and in [`Mode::Eval`] nothing.
+///
 /// # Shapes
 /// Any shape; the output has the input's shape.
 #[derive(Debug, Default)]
 pub struct ReLU {
-    input: Option<ArrayD<f32>>,
+    mask: PositiveMask,
 }
 
 impl ReLU {
     /// A ReLU layer.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+/// Which inputs of the last Train-mode forward pass were positive, with the
+/// input's shape (the storage is kept between steps).
+#[derive(Debug, Default)]
+struct PositiveMask {
+    shape: Option<Vec<usize>>,
+    bits: Vec<u8>,
+}
+
+/// Elements per parallel task of the in-place elementwise kernels.
+const TASK: usize = 1 << 15;
+
+impl PositiveMask {
+    /// `x[i] = f(x[i])` in place; in Train mode records `x[i] > 0` first.
+    fn forward(&mut self, x: &mut ArrayD<f32>, mode: Mode, f: impl Fn(f32) -> f32 + Sync) {
+        let mut owned;
+        let data = match x.as_slice_memory_order_mut() {
+            Some(d) => d,
+            None => {
+                owned = x.as_standard_layout().into_owned();
+                std::mem::swap(x, &mut owned);
+                x.as_slice_mut().expect("standard layout")
+            }
+        };
+        if mode == Mode::Eval {
+            self.shape = None;
+            let run = |c: &mut [f32]| c.iter_mut().for_each(|v| *v = f(*v));
+            if data.len() >= PARALLEL_MIN {
+                data.par_chunks_mut(TASK).for_each(run);
+            } else {
+                run(data);
+            }
+            return;
+        }
+        self.bits.resize(data.len(), 0);
+        let run = |(c, m): (&mut [f32], &mut [u8])| {
+            for (v, m) in c.iter_mut().zip(m) {
+                *m = u8::from(*v > 0.0);
+                *v = f(*v);
+            }
+        };
+        if data.len() >= PARALLEL_MIN {
+            data.par_chunks_mut(TASK)
+                .zip(self.bits.par_chunks_mut(TASK))
+                .for_each(run);
+        } else {
+            run((data, &mut self.bits));
+        }
+        self.shape = Some(x.shape().to_vec());
+    }
+
+    /// `dy[i] = if positive { g(dy[i]) } else { n(dy[i]) }` in place.
+    fn backward(
+        &mut self,
+        layer: &str,
+        mut dy: ArrayD<f32>,
+        pos: impl Fn(f32) -> f32 + Sync,
+        neg: impl Fn(f32) -> f32 + Sync,
+    ) -> ArrayD<f32> {
+        let shape = self
+            .shape
+            .take()
+            .unwrap_or_else(|| panic!("{}", no_forward(layer)));
+        assert_eq!(
+            dy.shape(),
+            &shape[..],
+            "{layer}: dy has shape {:?}, the forward output had {:?}",
+            dy.shape(),
+            shape
+        );
+        if !dy.is_standard_layout() {
+            dy = dy.as_standard_layout().into_owned();
+        }
+        let data = dy.as_slice_mut().expect("standard layout");
+        let run = |(c, m): (&mut [f32], &[u8])| {
+            for (g, &m) in c.iter_mut().zip(m) {
+                *g = if m != 0 { pos(*g) } else { neg(*g) };
+            }
+        };
+        if data.len() >= PARALLEL_MIN {
+            data.par_chunks_mut(TASK)
+                .zip(self.bits.par_chunks(TASK))
+                .for_each(run);
+        } else {
+            run((data, &self.bits));
+        }
+        dy
     }
 }
 
@@ -181,16 +289,13 @@ impl Layer for ReLU {
         Ok(input.to_vec())
     }
 
-    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
-        let y = map(&x, |v| v.max(0.0));
-        self.input = Some(x);
-        y
+    fn forward(&mut self, mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        self.mask.forward(&mut x, mode, |v| v.max(0.0));
+        x
     }
 
-    fn backward(&mut self, mut dy: ArrayD<f32>) -> ArrayD<f32> {
-        let x = take_cache(&mut self.input, "ReLU", &dy);
-        zip_assign(&mut dy, &x, |g, x| if x > 0.0 { g } else { 0.0 });
-        dy
+    fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
+        self.mask.backward("ReLU", dy, |g| g, |_| 0.0)
     }
 }
 
@@ -204,7 +309,7 @@ impl Layer for ReLU {
 #[derive(Debug)]
 pub struct LeakyReLU {
     negative_slope: f32,
-    input: Option<ArrayD<f32>>,
+    mask: PositiveMask,
 }
 
 impl LeakyReLU {
@@ -223,7 +328,7 @@ impl LeakyReLU {
         );
         Self {
             negative_slope,
-            input: None,
+            mask: PositiveMask::default(),
         }
     }
 
@@ -248,18 +353,16 @@ impl Layer for LeakyReLU {
         Ok(input.to_vec())
     }
 
-    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+    fn forward(&mut self, mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         let slope = self.negative_slope;
-        let y = map(&x, |v| if v > 0.0 { v } else { slope * v });
-        self.input = Some(x);
-        y
+        self.mask
+            .forward(&mut x, mode, |v| if v > 0.0 { v } else { slope * v });
+        x
     }
 
-    fn backward(&mut self, mut dy: ArrayD<f32>) -> ArrayD<f32> {
-        let x = take_cache(&mut self.input, "LeakyReLU", &dy);
+    fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
         let slope = self.negative_slope;
-        zip_assign(&mut dy, &x, |g, x| if x > 0.0 { g } else { slope * g });
-        dy
+        self.mask.backward("LeakyReLU", dy, |g| g, |g| slope * g)
     }
 }
 

@@ -7,6 +7,7 @@ use tegaki_tensor::gemm::gemm;
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
+use crate::layers::maxpool2d::reuse_storage;
 use crate::{Layer, Mode};
 
 /// Samples per parallel task. Fixed (not derived from the thread count) so
@@ -36,7 +37,10 @@ pub struct Conv2d {
     padding: (usize, usize),
     weight: Param,
     bias: Option<Param>,
+    /// The last Train-mode input (Eval mode keeps nothing).
     cache: Option<Cache>,
+    /// The storage of the last `dy`, reused for the next output.
+    spare: Option<ArrayD<f32>>,
     /// Per-chunk (weight, bias) gradient partial sums, kept between steps.
     partials: Vec<(Array2<f32>, Vec<f32>)>,
 }
@@ -100,6 +104,7 @@ impl Conv2d {
             weight,
             bias,
             cache: None,
+            spare: None,
             partials: Vec::new(),
         }
     }
@@ -191,8 +196,8 @@ impl Conv2d {
             "{}: dy shape vs last output",
             self.describe()
         );
-        let dy = standard(dy);
-        let dy = dy.as_slice().expect("standard layout");
+        let dy_owned = standard(dy);
+        let dy = dy_owned.as_slice().expect("standard layout");
 
         let chunks = n.div_ceil(CHUNK);
         self.partials.truncate(chunks);
@@ -265,6 +270,7 @@ impl Conv2d {
                 }
             }
         }
+        self.spare = Some(dy_owned);
         want_dx.then(|| input.into_dyn())
     }
 }
@@ -315,14 +321,14 @@ impl Layer for Conv2d {
         Ok(vec![input[0], self.out_channels, g.out_h, g.out_w])
     }
 
-    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         let g = self.geometry(x.shape()).unwrap_or_else(|e| panic!("{e}"));
         let x = standard(x)
             .into_dimensionality::<Ix4>()
             .expect("checked above");
         let n = x.dim().0;
         let (oc, ohw, ckk) = (self.out_channels, g.col_cols(), g.col_rows());
-        let mut y = Array4::<f32>::zeros((n, oc, g.out_h, g.out_w));
+        let mut y = reuse_storage(&mut self.spare, (n, oc, g.out_h, g.out_w));
         let w = self.weight2();
         let bias = self
             .bias
@@ -358,7 +364,7 @@ impl Layer for Conv2d {
                     }
                 },
             );
-        self.cache = Some(Cache {
+        self.cache = (mode == Mode::Train).then_some(Cache {
             input: x,
             geometry: g,
         });

@@ -17,7 +17,11 @@ pub struct Linear {
     out_features: usize,
     weight: Param,
     bias: Option<Param>,
+    /// The last Train-mode input (Eval mode keeps nothing); its storage
+    /// becomes the input gradient.
     input: Option<Array2<f32>>,
+    /// The storage of the last `dy`, reused for the next output.
+    spare: Option<Array2<f32>>,
 }
 
 impl Linear {
@@ -52,6 +56,7 @@ impl Linear {
             weight,
             bias,
             input: None,
+            spare: None,
         }
     }
 
@@ -90,35 +95,50 @@ impl Layer for Linear {
         Ok(vec![input[0], self.out_features])
     }
 
-    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         if let Err(e) = self.check_input(x.shape()) {
             panic!("{e}");
         }
         let x = x.into_dimensionality::<Ix2>().expect("checked above");
         let n = x.nrows();
-        let mut y = match &self.bias {
-            Some(b) => b
-                .value
-                .broadcast((n, self.out_features))
-                .expect("bias is 1-D")
-                .to_owned(),
-            None => Array2::zeros((n, self.out_features)),
+        let shape = (n, self.out_features);
+        let mut y = match self.spare.take_if(|s| s.dim() == shape) {
+            Some(s) => s,
+            None => Array2::zeros(shape),
         };
-        let beta = if self.bias.is_some() { 1.0 } else { 0.0 };
+        let beta = match &self.bias {
+            Some(b) => {
+                let b = b.value.as_slice_memory_order().expect("contiguous bias");
+                for mut row in y.rows_mut() {
+                    row.as_slice_mut()
+                        .expect("standard layout")
+                        .copy_from_slice(b);
+                }
+                1.0
+            }
+            None => 0.0,
+        };
         gemm(1.0, x.view(), self.weight2().t(), beta, &mut y.view_mut());
-        self.input = Some(x);
+        self.input = (mode == Mode::Train).then_some(x);
         y.into_dyn()
     }
 
     fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
-        let dy = self.param_grads(dy);
-        let mut dx = Array2::zeros((dy.nrows(), self.in_features));
+        let (dy, x) = self.param_grads(dy);
+        // dx overwrites the cached input, which backward no longer needs.
+        let mut dx = if x.is_standard_layout() {
+            x
+        } else {
+            Array2::zeros(x.dim())
+        };
         gemm(1.0, dy.view(), self.weight2(), 0.0, &mut dx.view_mut());
+        self.keep_spare(dy);
         dx.into_dyn()
     }
 
     fn backward_params_only(&mut self, dy: ArrayD<f32>) {
-        self.param_grads(dy);
+        let (dy, _) = self.param_grads(dy);
+        self.keep_spare(dy);
     }
 
     fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
@@ -130,8 +150,14 @@ impl Layer for Linear {
 }
 
 impl Linear {
-    /// Assigns dW = dyᵀ · x and db = Σₙ dy; returns dy as a matrix.
-    fn param_grads(&mut self, dy: ArrayD<f32>) -> Array2<f32> {
+    /// Keeps `dy`'s storage for the next output if it is in standard layout.
+    fn keep_spare(&mut self, dy: Array2<f32>) {
+        self.spare = dy.is_standard_layout().then_some(dy);
+    }
+
+    /// Assigns dW = dyᵀ · x and db = Σₙ dy; returns dy as a matrix and the
+    /// cached input.
+    fn param_grads(&mut self, dy: ArrayD<f32>) -> (Array2<f32>, Array2<f32>) {
         let x = self
             .input
             .take()
@@ -150,7 +176,7 @@ impl Linear {
         if let Some(b) = &mut self.bias {
             b.grad.assign(&dy.sum_axis(Axis(0)));
         }
-        dy
+        (dy, x)
     }
 }
 

@@ -29,9 +29,12 @@ pub struct MaxPool2d {
     stride: (usize, usize),
     /// Argmax of every output, kept (and its storage reused) between steps.
     argmax: Vec<u32>,
-    /// The last input, taken by `backward`, whose storage becomes the input
-    /// gradient (so backward never page-faults a fresh buffer).
+    /// The last Train-mode input, taken by `backward`, whose storage becomes
+    /// the input gradient (so backward never page-faults a fresh buffer).
+    /// Eval mode keeps nothing.
     cache: Option<ArrayD<f32>>,
+    /// The storage of the last `dy`, reused for the next output.
+    spare: Option<ArrayD<f32>>,
 }
 
 impl MaxPool2d {
@@ -50,6 +53,7 @@ impl MaxPool2d {
             stride,
             argmax: Vec::new(),
             cache: None,
+            spare: None,
         }
     }
 
@@ -142,6 +146,28 @@ fn pool_plane_2x2(x: &[f32], w: usize, ow: usize, y: &mut [f32], idx: &mut [u32]
     }
 }
 
+/// A `shape` array for a caller that overwrites every element: the storage
+/// kept in `spare` (stale values) when it has exactly that size, else zeros
+/// (leaving `spare` for a later call of its size, e.g. the next training step
+/// after an evaluation). Reusing the last gradient's storage spares a fresh
+/// allocation, which would page-fault every step.
+pub(crate) fn reuse_storage(
+    spare: &mut Option<ArrayD<f32>>,
+    shape: (usize, usize, usize, usize),
+) -> Array4<f32> {
+    let len = shape.0 * shape.1 * shape.2 * shape.3;
+    let fits = spare
+        .as_ref()
+        .is_some_and(|s| s.len() == len && s.is_standard_layout() && s.as_slice().is_some());
+    if fits {
+        let (v, offset) = spare.take().expect("checked").into_raw_vec_and_offset();
+        if offset == Some(0) && v.len() == len {
+            return Array4::from_shape_vec(shape, v).expect("length checked");
+        }
+    }
+    Array4::zeros(shape)
+}
+
 impl Layer for MaxPool2d {
     fn describe(&self) -> String {
         format!(
@@ -155,7 +181,7 @@ impl Layer for MaxPool2d {
         Ok(vec![input[0], input[1], oh, ow])
     }
 
-    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         let (oh, ow) = self.out_hw(x.shape()).unwrap_or_else(|e| panic!("{e}"));
         let [n, c, h, w] = x.shape().try_into().expect("checked above");
         let x = if x.is_standard_layout() {
@@ -163,7 +189,7 @@ impl Layer for MaxPool2d {
         } else {
             x.as_standard_layout().into_owned()
         };
-        let mut y = Array4::<f32>::zeros((n, c, oh, ow));
+        let mut y = reuse_storage(&mut self.spare, (n, c, oh, ow));
         self.argmax.resize(n * c * oh * ow, 0);
         let (kernel, stride) = (self.kernel, self.stride);
         y.as_slice_mut()
@@ -173,7 +199,7 @@ impl Layer for MaxPool2d {
             .zip(x.as_slice().expect("standard layout").par_chunks(h * w))
             .with_min_len(MIN_PLANES_PER_TASK)
             .for_each(|((y_p, idx_p), x_p)| pool_plane(x_p, w, kernel, stride, ow, y_p, idx_p));
-        self.cache = Some(x);
+        self.cache = (mode == Mode::Train).then_some(x);
         y.into_dyn()
     }
 
@@ -190,7 +216,11 @@ impl Layer for MaxPool2d {
             "{}: dy shape vs last output",
             self.describe()
         );
-        let dy = dy.as_standard_layout();
+        let dy = if dy.is_standard_layout() {
+            dy
+        } else {
+            dy.as_standard_layout().into_owned()
+        };
         dx.as_slice_mut()
             .expect("fresh array")
             .par_chunks_mut(h * w)
@@ -203,6 +233,7 @@ impl Layer for MaxPool2d {
                     dx_p[i as usize] += g;
                 }
             });
+        self.spare = Some(dy);
         dx
     }
 }
