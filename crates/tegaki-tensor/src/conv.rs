@@ -182,14 +182,32 @@ fn valid_range(input: usize, out: usize, stride: usize, pad: usize, k: usize) ->
 /// # Panics
 /// If a slice length disagrees with `g`.
 pub fn im2col_sample(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
-    assert_eq!(x.len(), g.input_len(), "im2col: input slice length");
     assert_eq!(
         cols.len(),
         g.col_rows() * g.col_cols(),
         "im2col: column slice length"
     );
-    let (ow, hw) = (g.out_w, g.height * g.width);
+    im2col_sample_strided(x, g, cols, g.col_cols());
+}
+
+/// [`im2col_sample`] into a wider matrix: row `r` of the sample's columns
+/// goes to `cols[r * row_stride..][..g.col_cols()]`, so the columns of several
+/// samples can sit side by side in one `(C*KH*KW, S*OH*OW)` matrix (one GEMM
+/// for the lot). Entries outside those ranges are left alone.
+///
+/// # Panics
+/// If `x`'s length disagrees with `g`, `row_stride < g.col_cols()`, or `cols`
+/// is too short.
+pub fn im2col_sample_strided(x: &[f32], g: &ConvGeometry, cols: &mut [f32], row_stride: usize) {
+    assert_eq!(x.len(), g.input_len(), "im2col: input slice length");
     let ohw = g.col_cols();
+    assert!(
+        row_stride >= ohw && cols.len() >= (g.col_rows() - 1) * row_stride + ohw,
+        "im2col: {} columns with row stride {row_stride} for {} x {ohw}",
+        cols.len(),
+        g.col_rows()
+    );
+    let (ow, hw) = (g.out_w, g.height * g.width);
     let mut row = 0;
     for c in 0..g.channels {
         let plane = &x[c * hw..(c + 1) * hw];
@@ -197,7 +215,7 @@ pub fn im2col_sample(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
             let (oy_lo, oy_hi) = g.valid_oy(ki);
             for kj in 0..g.kernel_w {
                 let (ox_lo, ox_hi) = g.valid_ox(kj);
-                let dst = &mut cols[row * ohw..(row + 1) * ohw];
+                let dst = &mut cols[row * row_stride..row * row_stride + ohw];
                 row += 1;
                 dst[..oy_lo * ow].fill(0.0);
                 dst[oy_hi * ow..].fill(0.0);
@@ -229,14 +247,30 @@ pub fn im2col_sample(x: &[f32], g: &ConvGeometry, cols: &mut [f32]) {
 /// # Panics
 /// If a slice length disagrees with `g`.
 pub fn col2im_sample_add(cols: &[f32], g: &ConvGeometry, x: &mut [f32]) {
-    assert_eq!(x.len(), g.input_len(), "col2im: image slice length");
     assert_eq!(
         cols.len(),
         g.col_rows() * g.col_cols(),
         "col2im: column slice length"
     );
-    let (ow, hw) = (g.out_w, g.height * g.width);
+    col2im_sample_add_strided(cols, g, x, g.col_cols());
+}
+
+/// [`col2im_sample_add`] from a wider matrix laid out as for
+/// [`im2col_sample_strided`] (row `r` at `cols[r * row_stride..]`).
+///
+/// # Panics
+/// If `x`'s length disagrees with `g`, `row_stride < g.col_cols()`, or `cols`
+/// is too short.
+pub fn col2im_sample_add_strided(cols: &[f32], g: &ConvGeometry, x: &mut [f32], row_stride: usize) {
+    assert_eq!(x.len(), g.input_len(), "col2im: image slice length");
     let ohw = g.col_cols();
+    assert!(
+        row_stride >= ohw && cols.len() >= (g.col_rows() - 1) * row_stride + ohw,
+        "col2im: {} columns with row stride {row_stride} for {} x {ohw}",
+        cols.len(),
+        g.col_rows()
+    );
+    let (ow, hw) = (g.out_w, g.height * g.width);
     let mut row = 0;
     for c in 0..g.channels {
         let plane = &mut x[c * hw..(c + 1) * hw];
@@ -244,7 +278,7 @@ pub fn col2im_sample_add(cols: &[f32], g: &ConvGeometry, x: &mut [f32]) {
             let (oy_lo, oy_hi) = g.valid_oy(ki);
             for kj in 0..g.kernel_w {
                 let (ox_lo, ox_hi) = g.valid_ox(kj);
-                let src_row = &cols[row * ohw..(row + 1) * ohw];
+                let src_row = &cols[row * row_stride..row * row_stride + ohw];
                 row += 1;
                 if ox_lo >= ox_hi {
                     continue;

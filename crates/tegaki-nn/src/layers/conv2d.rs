@@ -2,7 +2,9 @@
 
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayViewMut2, Ix4};
 use rayon::prelude::*;
-use tegaki_tensor::conv::{ConvGeometry, col2im_sample_add, im2col_sample, try_conv_output_size};
+use tegaki_tensor::conv::{
+    ConvGeometry, col2im_sample_add_strided, im2col_sample_strided, try_conv_output_size,
+};
 use tegaki_tensor::gemm::gemm;
 use tegaki_tensor::{Init, Param, SeededRng};
 
@@ -14,6 +16,31 @@ use crate::{Layer, Mode};
 /// that the per-chunk weight-gradient partial sums, reduced in chunk order,
 /// give bit-identical gradients on any number of threads.
 const CHUNK: usize = 4;
+
+/// How a batch of `n` samples is split: `CHUNK`-sample chunks (the unit of
+/// GEMM and of the weight-gradient partial sums) in `groups` contiguous runs of
+/// `chunks_per_group`, one parallel task and one scratch buffer per run.
+struct Plan {
+    groups: usize,
+    chunks_per_group: usize,
+}
+
+impl Plan {
+    /// A few tasks per thread, so that a thread held up by other load does
+    /// not hold up the whole pass; never fewer than `have` buffers already
+    /// allocate (so they are reused, not dropped).
+    fn new(n: usize, have: usize) -> Self {
+        let chunks = n.div_ceil(CHUNK).max(1);
+        let wanted = (4 * rayon::current_num_threads())
+            .max(have)
+            .clamp(1, chunks);
+        let chunks_per_group = chunks.div_ceil(wanted);
+        Self {
+            groups: chunks.div_ceil(chunks_per_group),
+            chunks_per_group,
+        }
+    }
+}
 
 /// Cross-correlation of an NCHW batch with `out_channels` filters, as
 /// PyTorch's `Conv2d` (no dilation, no groups).
@@ -41,6 +68,8 @@ pub struct Conv2d {
     cache: Option<Cache>,
     /// The storage of the last `dy`, reused for the next output.
     spare: Option<ArrayD<f32>>,
+    /// Column and product buffers, one per parallel task, kept between steps.
+    scratch: Vec<Vec<f32>>,
     /// Per-chunk (weight, bias) gradient partial sums, kept between steps.
     partials: Vec<(Array2<f32>, Vec<f32>)>,
 }
@@ -105,6 +134,7 @@ impl Conv2d {
             bias,
             cache: None,
             spare: None,
+            scratch: Vec::new(),
             partials: Vec::new(),
         }
     }
@@ -170,15 +200,6 @@ impl Conv2d {
         ))
     }
 
-    fn weight2(&self) -> ArrayView2<'_, f32> {
-        let rows = self.out_channels;
-        self.weight
-            .value
-            .view()
-            .into_shape_with_order((rows, self.weight.value.len() / rows))
-            .expect("weight is contiguous")
-    }
-
     /// Assigns dW and db; with `want_dx`, also returns dx.
     fn backward_impl(&mut self, dy: ArrayD<f32>, want_dx: bool) -> Option<ArrayD<f32>> {
         let Cache {
@@ -211,45 +232,57 @@ impl Conv2d {
             .view()
             .into_shape_with_order((oc, ckk))
             .expect("weight is contiguous");
-        // dx overwrites the cached input sample by sample, right after that
-        // sample's columns are built: no fresh (page-faulting) allocation.
+        let plan = Plan::new(n, self.scratch.len());
+        if self.scratch.len() < plan.groups {
+            self.scratch.resize_with(plan.groups, Vec::new);
+        }
+        let need = ckk * CHUNK * ohw + oc * CHUNK * ohw;
+        // dx overwrites the cached input chunk by chunk, right after that
+        // chunk's columns are built: no fresh (page-faulting) allocation.
         self.partials
-            .par_iter_mut()
+            .par_chunks_mut(plan.chunks_per_group)
             .zip(
                 input
                     .as_slice_mut()
                     .expect("cached in standard layout")
-                    .par_chunks_mut(CHUNK * g.input_len()),
+                    .par_chunks_mut(plan.chunks_per_group * CHUNK * g.input_len()),
             )
-            .zip(dy.par_chunks(CHUNK * oc * ohw))
-            .for_each_init(
-                || vec![0.0f32; ckk * ohw],
-                |cols, (((part_w, part_b), x_c), dy_c)| {
+            .zip(dy.par_chunks(plan.chunks_per_group * CHUNK * oc * ohw))
+            .zip(self.scratch.par_iter_mut())
+            .for_each(|(((parts, x_g), dy_g), scratch)| {
+                scratch.resize(need, 0.0);
+                let (cols, dyc) = scratch.split_at_mut(ckk * CHUNK * ohw);
+                let chunks = x_g
+                    .chunks_mut(CHUNK * g.input_len())
+                    .zip(dy_g.chunks(CHUNK * oc * ohw));
+                for ((part_w, part_b), (x_c, dy_c)) in parts.iter_mut().zip(chunks) {
+                    let ld = dy_c.len() / oc;
+                    for (s, x_s) in x_c.chunks_exact(g.input_len()).enumerate() {
+                        im2col_sample_strided(x_s, &g, &mut cols[s * ohw..], ld);
+                    }
+                    // dy of the chunk's samples side by side: (OC, S*OH*OW).
                     part_b.fill(0.0);
-                    let samples = x_c
-                        .chunks_exact_mut(g.input_len())
-                        .zip(dy_c.chunks_exact(oc * ohw));
-                    for (s, (x_s, dy_s)) in samples.enumerate() {
-                        im2col_sample(x_s, &g, cols);
-                        let cols_v =
-                            ArrayView2::from_shape((ckk, ohw), &cols[..]).expect("cols size");
-                        let dy_v = ArrayView2::from_shape((oc, ohw), dy_s).expect("dy size");
-                        // The first sample of a chunk overwrites last step's partial sum.
-                        let beta = if s == 0 { 0.0 } else { 1.0 };
-                        gemm(1.0, dy_v, cols_v.t(), beta, &mut part_w.view_mut());
-                        for (b, plane) in part_b.iter_mut().zip(dy_s.chunks_exact(ohw)) {
-                            *b += lane_sum(plane);
-                        }
-                        if want_dx {
-                            let mut dcols = ArrayViewMut2::from_shape((ckk, ohw), &mut cols[..])
-                                .expect("cols size");
-                            gemm(1.0, w.t(), dy_v, 0.0, &mut dcols);
-                            x_s.fill(0.0);
-                            col2im_sample_add(&cols[..], &g, x_s);
+                    for (s, dy_s) in dy_c.chunks_exact(oc * ohw).enumerate() {
+                        for (o, plane) in dy_s.chunks_exact(ohw).enumerate() {
+                            dyc[o * ld + s * ohw..][..ohw].copy_from_slice(plane);
+                            part_b[o] += lane_sum(plane);
                         }
                     }
-                },
-            );
+                    let cols_v =
+                        ArrayView2::from_shape((ckk, ld), &cols[..ckk * ld]).expect("cols size");
+                    let dyc_v = ArrayView2::from_shape((oc, ld), &dyc[..oc * ld]).expect("dy size");
+                    gemm(1.0, dyc_v, cols_v.t(), 0.0, &mut part_w.view_mut());
+                    if want_dx {
+                        let mut dcols = ArrayViewMut2::from_shape((ckk, ld), &mut cols[..ckk * ld])
+                            .expect("cols size");
+                        gemm(1.0, w.t(), dyc_v, 0.0, &mut dcols);
+                        for (s, x_s) in x_c.chunks_exact_mut(g.input_len()).enumerate() {
+                            x_s.fill(0.0);
+                            col2im_sample_add_strided(&cols[s * ohw..], &g, x_s, ld);
+                        }
+                    }
+                }
+            });
 
         let mut dw = self
             .weight
@@ -329,41 +362,59 @@ impl Layer for Conv2d {
         let n = x.dim().0;
         let (oc, ohw, ckk) = (self.out_channels, g.col_cols(), g.col_rows());
         let mut y = reuse_storage(&mut self.spare, (n, oc, g.out_h, g.out_w));
-        let w = self.weight2();
+        let w = self
+            .weight
+            .value
+            .view()
+            .into_shape_with_order((oc, ckk))
+            .expect("weight is contiguous");
         let bias = self
             .bias
             .as_ref()
             .map(|b| b.value.as_slice_memory_order().expect("contiguous bias"));
+        let plan = Plan::new(n, self.scratch.len());
+        if self.scratch.len() < plan.groups {
+            self.scratch.resize_with(plan.groups, Vec::new);
+        }
+        let need = ckk * CHUNK * ohw + oc * CHUNK * ohw;
         y.as_slice_mut()
-            .expect("fresh array")
-            .par_chunks_mut(CHUNK * oc * ohw)
+            .expect("standard layout")
+            .par_chunks_mut(plan.chunks_per_group * CHUNK * oc * ohw)
             .zip(
                 x.as_slice()
                     .expect("standard layout")
-                    .par_chunks(CHUNK * g.input_len()),
+                    .par_chunks(plan.chunks_per_group * CHUNK * g.input_len()),
             )
-            .for_each_init(
-                || vec![0.0f32; ckk * ohw],
-                |cols, (y_c, x_c)| {
-                    for (y_s, x_s) in y_c
-                        .chunks_exact_mut(oc * ohw)
-                        .zip(x_c.chunks_exact(g.input_len()))
-                    {
-                        im2col_sample(x_s, &g, cols);
-                        if let Some(bias) = bias {
-                            for (plane, b) in y_s.chunks_exact_mut(ohw).zip(bias) {
-                                plane.fill(*b);
+            .zip(self.scratch.par_iter_mut())
+            .for_each(|((y_g, x_g), scratch)| {
+                scratch.resize(need, 0.0);
+                let (cols, prod) = scratch.split_at_mut(ckk * CHUNK * ohw);
+                let chunks = y_g
+                    .chunks_mut(CHUNK * oc * ohw)
+                    .zip(x_g.chunks(CHUNK * g.input_len()));
+                for (y_c, x_c) in chunks {
+                    // The chunk's columns side by side, (C*KH*KW, S*OH*OW):
+                    // one GEMM for S samples runs faster than S small ones.
+                    let ld = y_c.len() / oc;
+                    for (s, x_s) in x_c.chunks_exact(g.input_len()).enumerate() {
+                        im2col_sample_strided(x_s, &g, &mut cols[s * ohw..], ld);
+                    }
+                    let cols_v =
+                        ArrayView2::from_shape((ckk, ld), &cols[..ckk * ld]).expect("cols size");
+                    let mut prod_v = ArrayViewMut2::from_shape((oc, ld), &mut prod[..oc * ld])
+                        .expect("product size");
+                    gemm(1.0, w, cols_v, 0.0, &mut prod_v);
+                    for (s, y_s) in y_c.chunks_exact_mut(oc * ohw).enumerate() {
+                        for (o, plane) in y_s.chunks_exact_mut(ohw).enumerate() {
+                            let src = &prod[o * ld + s * ohw..][..ohw];
+                            let b = bias.map_or(0.0, |b| b[o]);
+                            for (d, v) in plane.iter_mut().zip(src) {
+                                *d = v + b;
                             }
                         }
-                        let beta = if bias.is_some() { 1.0 } else { 0.0 };
-                        let cols_v =
-                            ArrayView2::from_shape((ckk, ohw), &cols[..]).expect("cols size");
-                        let mut y_v =
-                            ArrayViewMut2::from_shape((oc, ohw), y_s).expect("output size");
-                        gemm(1.0, w, cols_v, beta, &mut y_v);
                     }
-                },
-            );
+                }
+            });
         self.cache = (mode == Mode::Train).then_some(Cache {
             input: x,
             geometry: g,
@@ -572,5 +623,64 @@ mod tests {
     fn backward_before_forward_panics() {
         let mut conv = Conv2d::torch_default(1, 1, (3, 3), (1, 1), (1, 1), &mut rng::seeded(0));
         conv.backward(ArrayD::zeros(vec![1, 1, 4, 4]));
+    }
+
+    /// A few SGD steps of a small CNN on a pool of `threads` threads; returns
+    /// every parameter's bits.
+    fn train_cnn(threads: usize) -> Vec<u32> {
+        use crate::{Flatten, Linear, MaxPool2d, ReLU, Sequential, Targets, softmax_cross_entropy};
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut init = rng::seeded(5);
+            let mut net = Sequential::new()
+                .with(Conv2d::torch_default(
+                    1,
+                    4,
+                    (3, 3),
+                    (1, 1),
+                    (1, 1),
+                    &mut init,
+                ))
+                .with(ReLU::new())
+                .with(MaxPool2d::new((2, 2), (2, 2)))
+                .with(Conv2d::torch_default(
+                    4,
+                    6,
+                    (3, 3),
+                    (1, 1),
+                    (1, 1),
+                    &mut init,
+                ))
+                .with(ReLU::new())
+                .with(Flatten::new())
+                .with(Linear::new(6 * 4 * 4, 3, &mut init));
+            // 13 samples: three full chunks and a partial one.
+            for step in 0..4u64 {
+                let x = random_input(&[13, 1, 8, 8], 100 + step);
+                let labels: Vec<usize> = (0..13).map(|i| (i + step as usize) % 3).collect();
+                let logits = net.forward(x, Mode::Train);
+                let (_, dy) = softmax_cross_entropy(&logits, &Targets::Classes(labels));
+                net.backward(dy);
+                net.visit_params(&mut |_, p| {
+                    let g = p.grad.clone();
+                    p.value.scaled_add(-0.1, &g);
+                });
+            }
+            let mut bits = Vec::new();
+            net.visit_params(&mut |_, p| bits.extend(p.value.iter().map(|v| v.to_bits())));
+            bits
+        })
+    }
+
+    #[test]
+    fn training_is_bit_identical_for_a_fixed_seed_and_thread_count() {
+        let a = train_cnn(2);
+        assert_eq!(a, train_cnn(2), "two identical 2-thread runs differ");
+        // The weight-gradient partial sums are per fixed-size chunk, reduced in
+        // chunk order, so the thread count does not change the result either.
+        assert_eq!(a, train_cnn(1), "1 and 2 threads differ");
     }
 }
