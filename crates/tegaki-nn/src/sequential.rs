@@ -137,15 +137,22 @@ impl Layer for Sequential {
             .fold(dy, |dy, layer| layer.backward(dy))
     }
 
-    /// Back-propagates through layers `1..` as usual and lets layer 0 skip its
-    /// input gradient, the one nobody reads.
+    /// Back-propagates as usual down to the first layer that has parameters,
+    /// which skips its input gradient (the one nobody reads); parameterless
+    /// layers in front of it (a `Flatten`, say) are not back-propagated at
+    /// all, so that layer's input-gradient GEMM is never computed.
     fn backward_params_only(&mut self, dy: ArrayD<f32>) {
-        if let Some((first, rest)) = self.layers.split_first_mut() {
+        let first = self
+            .layers
+            .iter_mut()
+            .position(|l| l.num_params() > 0)
+            .unwrap_or(0);
+        if let Some((head, rest)) = self.layers[first..].split_first_mut() {
             let dy = rest
                 .iter_mut()
                 .rev()
                 .fold(dy, |dy, layer| layer.backward(dy));
-            first.backward_params_only(dy);
+            head.backward_params_only(dy);
         }
     }
 

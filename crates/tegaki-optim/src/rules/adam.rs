@@ -2,6 +2,9 @@ use ndarray::{ArrayD, ArrayViewD, Zip};
 
 use crate::UpdateRule;
 
+/// Tensors of at least this many elements are updated on the rayon pool.
+const PARALLEL_MIN: usize = 1 << 16;
+
 /// Adam (Kingma & Ba 2015), bias-corrected, with `eps` placed as PyTorch does:
 ///
 /// ```text
@@ -54,15 +57,19 @@ fn adam_update(
             state.len()
         );
     };
-    Zip::from(value)
-        .and(&grad)
-        .and(m)
-        .and(v)
-        .for_each(|w, &g, m, v| {
-            *m = beta1 * *m + (1.0 - beta1) * g;
-            *v = beta2 * *v + (1.0 - beta2) * g * g;
-            *w -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
-        });
+    let step = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32| {
+        *m = beta1 * *m + (1.0 - beta1) * g;
+        *v = beta2 * *v + (1.0 - beta2) * g * g;
+        *w -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+    };
+    let big = value.len() >= PARALLEL_MIN;
+    let zip = Zip::from(value).and(&grad).and(m).and(v);
+    // Elementwise, so splitting across threads cannot change a single bit.
+    if big {
+        zip.par_for_each(step);
+    } else {
+        zip.for_each(step);
+    }
 }
 
 impl UpdateRule for Adam {
