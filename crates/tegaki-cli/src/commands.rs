@@ -145,7 +145,12 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         load_run_model(&a.run, &ckpt, &tegaki_train::trainer::sample_shape(&test))?;
     let e = tegaki_train::evaluate(&mut model, &test);
     let classes = test.classes().to_vec();
-    println!("{}: {} {} test images", ckpt.display(), test.len(), cfg.data.dataset);
+    println!(
+        "{}: {} {} test images",
+        ckpt.display(),
+        test.len(),
+        cfg.data.dataset
+    );
     println!(
         "test accuracy {:.2}%  loss {:.4}",
         100.0 * e.accuracy,
