@@ -1,8 +1,11 @@
 //! Layer benchmarks at the MNIST CNN's shapes (batch 100):
 //! `conv3x3(1->32) @28x28 - pool - conv3x3(32->64) @14x14 - pool - 3136->128 - 10`.
 //!
-//! Throughput is images per second. Multiply-adds per batch, for GFLOP/s
-//! (2 FLOPs each; a backward pass with the input gradient costs twice its forward):
+//! Throughput is in FLOP/s (criterion's `Gelem/s` = GFLOP/s) for the layers
+//! with a GEMM, counted as below (forward + backward = 3x forward, or 2x when
+//! the input gradient is skipped), and images per second for the others.
+//! Multiply-adds per batch (2 FLOPs each; a backward pass with the input
+//! gradient costs twice its forward):
 //! * conv 1->32 @28x28: forward 22.6 M (45.2 MFLOP); the first layer of a
 //!   network skips the input gradient, so its backward is one more forward's worth
 //! * conv 32->64 @14x14: forward 361 M (722.5 MFLOP), backward 1445 MFLOP
@@ -41,11 +44,28 @@ fn layer_case(
     input: &[usize],
     params_only: bool,
 ) {
+    flop_case(c, name, layer, input, params_only, None);
+}
+
+/// [`layer_case`] with throughput in FLOPs when `forward_flops` (per batch) is
+/// given.
+fn flop_case(
+    c: &mut Criterion,
+    name: &str,
+    layer: &mut dyn Layer,
+    input: &[usize],
+    params_only: bool,
+    forward_flops: Option<u64>,
+) {
     let x = random_input(input, 1);
     let out = layer.output_shape(input).expect("bench shapes fit");
     let dy = random_input(&out, 2);
     let mut group = c.benchmark_group(name);
-    group.throughput(Throughput::Elements(BATCH as u64));
+    let per_pass = |passes: u64| match forward_flops {
+        Some(f) => Throughput::Elements(f * passes),
+        None => Throughput::Elements(BATCH as u64),
+    };
+    group.throughput(per_pass(1));
     group.bench_function("forward", |b| {
         b.iter_batched(
             || x.clone(),
@@ -53,6 +73,7 @@ fn layer_case(
             BatchSize::LargeInput,
         )
     });
+    group.throughput(per_pass(if params_only { 2 } else { 3 }));
     group.bench_function("forward+backward", |b| {
         b.iter_batched(
             || (x.clone(), dy.clone()),
@@ -72,32 +93,42 @@ fn layer_case(
 
 fn layers(c: &mut Criterion) {
     let r = &mut rng::seeded(0);
-    layer_case(
+    flop_case(
         c,
         "conv2d_1x32_28x28_params_only",
         &mut Conv2d::torch_default(1, 32, (3, 3), (1, 1), (1, 1), r),
         &[BATCH, 1, 28, 28],
         true,
+        Some(45_158_400),
     );
-    layer_case(
+    flop_case(
         c,
         "conv2d_1x32_28x28",
         &mut Conv2d::torch_default(1, 32, (3, 3), (1, 1), (1, 1), r),
         &[BATCH, 1, 28, 28],
         false,
+        Some(45_158_400),
     );
-    layer_case(
+    flop_case(
         c,
         "conv2d_32x64_14x14",
         &mut Conv2d::torch_default(32, 64, (3, 3), (1, 1), (1, 1), r),
         &[BATCH, 32, 14, 14],
         false,
+        Some(722_534_400),
     );
     layer_case(
         c,
         "maxpool2d_2x2_32x28x28",
         &mut MaxPool2d::new((2, 2), (2, 2)),
         &[BATCH, 32, 28, 28],
+        false,
+    );
+    layer_case(
+        c,
+        "maxpool2d_2x2_64x14x14",
+        &mut MaxPool2d::new((2, 2), (2, 2)),
+        &[BATCH, 64, 14, 14],
         false,
     );
     layer_case(
@@ -114,19 +145,21 @@ fn layers(c: &mut Criterion) {
         &[BATCH, 1000],
         false,
     );
-    layer_case(
+    flop_case(
         c,
         "convtranspose2d_64x32_7x7_to_14x14",
         &mut ConvTranspose2d::torch_default(64, 32, (4, 4), (2, 2), (1, 1), (0, 0), r),
         &[BATCH, 64, 7, 7],
         false,
+        Some(321_126_400),
     );
-    layer_case(
+    flop_case(
         c,
         "linear_3136x128",
         &mut Linear::new(3136, 128, r),
         &[BATCH, 3136],
         false,
+        Some(80_281_600),
     );
 }
 
