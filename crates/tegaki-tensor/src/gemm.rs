@@ -1,6 +1,6 @@
 //! The matrix-multiply entry points every layer uses.
 //!
-//! All GEMMs in tegaki go through [`gemm`] (or its conveniences), so the backend
+//! All GEMMs in tegaki go through [`gemm()`](fn@gemm) (or its conveniences), so the backend
 //! can be swapped or tuned in one place. The backend is the `gemm` crate: a
 //! BLIS-style kernel with runtime CPU dispatch (AVX2, AVX-512, NEON), which
 //! accepts arbitrary strides, so transposed views cost nothing.
