@@ -46,7 +46,7 @@ impl Plan {
 /// PyTorch's `Conv2d` (no dilation, no groups).
 ///
 /// Each sample's columns `(C*KH*KW, OH*OW)` come from
-/// [`im2col_sample`]; `W · cols` (with `W` seen as `(OC, C*KH*KW)`) is
+/// [`im2col_sample`](tegaki_tensor::conv::im2col_sample); `W · cols` (with `W` seen as `(OC, C*KH*KW)`) is
 /// written straight into that sample's slice of the NCHW output. The backward
 /// pass recomputes the columns instead of caching them from the forward pass:
 /// im2col costs a few percent of the GEMMs, while a cache would hold
