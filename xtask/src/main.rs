@@ -1,5 +1,9 @@
 //! Project automation: `cargo xtask <task>` (see `cargo xtask --help`).
 
+// Doc comments here double as `--help` texts, where `<placeholder>` is the
+// usual notation, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use clap::{Parser, Subcommand};
 
 mod augment_preview;

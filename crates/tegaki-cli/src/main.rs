@@ -1,6 +1,10 @@
 //! `tegaki`: train, evaluate and predict handwritten digits with networks whose
 //! every layer has a hand-written backward pass.
 
+// Doc comments here double as `--help` texts, where `<placeholder>` is the
+// usual notation, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
