@@ -5,7 +5,7 @@
 //!   name the file and key;
 //! * [`model`]: a [`tegaki_nn::Sequential`] built from the config, input sizes inferred;
 //! * [`trainer`]: the loop, with checkpoints, exact resume, Ctrl-C and NaN handling;
-//! * [`evaluate`]: accuracy, per-class accuracy and the confusion matrix;
+//! * [`evaluate`](mod@evaluate): accuracy, per-class accuracy and the confusion matrix;
 //! * [`run`]: the run folder (`config.toml`, `metrics.csv`, `last`/`best` checkpoints);
 //! * [`progress`]: a progress bar on a terminal, one plain line per epoch elsewhere;
 //! * [`report`]: curves, confusion matrix, wrong-image grid and `report.md` (drawn by `tegaki-plot`).
