@@ -12,8 +12,12 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-/// Products with fewer multiply-adds than this run on one thread.
-pub const PARALLEL_MIN_FLOPS: usize = 192 * 192 * 192;
+/// Products with fewer multiply-adds than this run on one thread. Measured on
+/// 2 cores (`cargo xtask bench`, W1 at 2 threads): splitting the W1 MLP's
+/// `100 x 784 x 100` products (7.8 M) across threads cost ~30% of its training
+/// speed, while the W2 (`100 x 784 x 1000`, 78 M) and CNN (`100 x 3136 x
+/// 128`, 40 M) products gain from it.
+pub const PARALLEL_MIN_FLOPS: usize = 256 * 256 * 256;
 
 /// `c <- beta * c + alpha * a · b`.
 ///
@@ -154,8 +158,11 @@ mod tests {
 
     #[test]
     fn large_product_parallel_path_matches() {
-        let a = Array::from_shape_fn((200, 190), |(i, j)| ((i * 31 + j * 17) % 13) as f32 - 6.0);
-        let b = Array::from_shape_fn((190, 210), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+        // Above PARALLEL_MIN_FLOPS, so the product is split across threads
+        // whenever the pool has more than one.
+        let a = Array::from_shape_fn((270, 250), |(i, j)| ((i * 31 + j * 17) % 13) as f32 - 6.0);
+        let b = Array::from_shape_fn((250, 260), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+        const { assert!(270 * 250 * 260 >= PARALLEL_MIN_FLOPS) };
         close(&matmul(a.view(), b.view()), &naive(a.view(), b.view()));
     }
 }
