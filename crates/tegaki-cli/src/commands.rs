@@ -262,10 +262,8 @@ fn predict_labels(model: &mut dyn Layer, data: &Dataset) -> Vec<usize> {
 }
 
 fn sample_shape(kind: DatasetKind) -> Vec<usize> {
-    match kind {
-        DatasetKind::Cifar10 => vec![3, 32, 32],
-        _ => vec![1, 28, 28],
-    }
+    let (c, h, w) = kind.shape();
+    vec![c, h, w]
 }
 
 /// One image as model input: MNIST-like preprocessing for grey datasets, a

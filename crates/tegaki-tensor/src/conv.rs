@@ -354,11 +354,6 @@ pub fn col2im(cols: ArrayView3<f32>, g: &ConvGeometry) -> Array4<f32> {
     x
 }
 
-/// Sanity helper used by tests and layers: the view of a batch as NCHW.
-pub fn as_nchw(x: ArrayView4<f32>) -> (usize, usize, usize, usize) {
-    x.dim()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

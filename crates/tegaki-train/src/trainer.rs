@@ -319,14 +319,16 @@ pub fn train(
 
     let mut train_set = session.train.clone();
     if let Some(picks) = &pseudo {
-        train_set = with_pseudo_labels(session, &cfg, picks)?;
+        let unlabeled = read_pseudo_file(session, &cfg)?;
+        train_set = with_pseudo_labels(&session.train, &unlabeled, picks);
     }
     let mut stopped_early = false;
     let mut epoch = start_epoch;
     while epoch < total_epochs {
         if epoch == cfg.epochs && pseudo.is_none() {
-            let picks = choose_pseudo_labels(session, &cfg, observer)?;
-            train_set = with_pseudo_labels(session, &cfg, &picks)?;
+            let unlabeled = read_pseudo_file(session, &cfg)?;
+            let picks = choose_pseudo_labels(session, &cfg, &unlabeled, observer);
+            train_set = with_pseudo_labels(&session.train, &unlabeled, &picks);
             pseudo = Some(picks);
         }
         let t0 = Instant::now();
@@ -487,18 +489,27 @@ fn decode_pairs(text: &str) -> Result<Vec<(usize, usize)>, String> {
         .collect()
 }
 
-/// Confident predictions of the current model on the pseudo-label file, as
-/// (image index, predicted class) pairs.
-fn choose_pseudo_labels(
-    session: &mut Session,
-    cfg: &ExperimentConfig,
-    observer: &mut dyn Observer,
-) -> Result<Vec<(usize, usize)>, TrainError> {
+/// The pseudo-label file as an (unlabelled) dataset shaped like the training set.
+fn read_pseudo_file(session: &Session, cfg: &ExperimentConfig) -> Result<Dataset, TrainError> {
     let pl = cfg
         .pseudo_label
         .as_ref()
         .expect("called only with pseudo-labelling on");
-    let unlabeled = read_unlabeled(&pl.file, session.train.shape(), session.train.classes())?;
+    read_unlabeled(&pl.file, session.train.shape(), session.train.classes())
+}
+
+/// Confident predictions of the current model on `unlabeled`, as
+/// (image index, predicted class) pairs.
+fn choose_pseudo_labels(
+    session: &mut Session,
+    cfg: &ExperimentConfig,
+    unlabeled: &Dataset,
+    observer: &mut dyn Observer,
+) -> Vec<(usize, usize)> {
+    let pl = cfg
+        .pseudo_label
+        .as_ref()
+        .expect("called only with pseudo-labelling on");
     let mut picks = Vec::new();
     let all: Vec<usize> = (0..unlabeled.len()).collect();
     for chunk in all.chunks(crate::evaluate::EVAL_BATCH) {
@@ -518,32 +529,21 @@ fn choose_pseudo_labels(
         pl.file.display(),
         pl.threshold
     ));
-    Ok(picks)
+    picks
 }
 
 /// The training set plus the chosen pseudo-labelled images.
-fn with_pseudo_labels(
-    session: &Session,
-    cfg: &ExperimentConfig,
-    picks: &[(usize, usize)],
-) -> Result<Dataset, TrainError> {
-    let pl = cfg
-        .pseudo_label
-        .as_ref()
-        .expect("called only with pseudo-labelling on");
-    let unlabeled =
-        tegaki_data::read_contest(&pl.file).map_err(|e| TrainError::Data(e.to_string()))?;
+fn with_pseudo_labels(train: &Dataset, unlabeled: &Dataset, picks: &[(usize, usize)]) -> Dataset {
     let idx: Vec<usize> = picks.iter().map(|p| p.0).collect();
-    let images = unlabeled.select(ndarray::Axis(0), &idx);
     let labels: Vec<u8> = picks.iter().map(|p| p.1 as u8).collect();
     let extra = Dataset::from_u8(
         "pseudo-labels",
-        images,
+        unlabeled.images().select(Axis(0), &idx),
         labels,
-        session.train.shape(),
-        session.train.classes().to_vec(),
+        train.shape(),
+        train.classes().to_vec(),
     );
-    Ok(session.train.concat(&extra))
+    train.concat(&extra)
 }
 
 /// A contest-format file as a dataset of `(c, h, w)` images whose labels are
