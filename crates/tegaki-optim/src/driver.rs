@@ -29,7 +29,7 @@ pub trait UpdateRule: Send {
     fn init_state(&self, param: &Param) -> Vec<ArrayD<f32>> {
         self.slots()
             .iter()
-            .map(|_| ArrayD::zeros(param.value.raw_dim()))
+            .map(|_| tegaki_tensor::zeros_like(&param.value))
             .collect()
     }
 

@@ -15,11 +15,14 @@ pub mod conv;
 pub mod gemm;
 pub mod init;
 pub mod io;
+pub mod math;
 pub mod parallel;
 mod param;
 pub mod rng;
+pub mod simd;
+pub mod sparse;
 
 pub use conv::{ConvGeometry, col2im, conv_output_size, im2col, try_conv_output_size};
 pub use init::Init;
-pub use param::{HasParams, Param};
+pub use param::{HasParams, Param, zeros_like};
 pub use rng::{RngState, SeededRng};

@@ -1,4 +1,15 @@
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ShapeBuilder};
+
+/// Zeros of `a`'s shape in `a`'s memory order (standard, or transposed as a
+/// `Linear` weight is stored), so that elementwise code walks a parameter,
+/// its gradient and optimizer state in one order.
+pub fn zeros_like(a: &ArrayD<f32>) -> ArrayD<f32> {
+    if !a.is_standard_layout() && a.t().is_standard_layout() {
+        ArrayD::zeros(a.raw_dim().f())
+    } else {
+        ArrayD::zeros(a.raw_dim())
+    }
+}
 
 /// A trainable tensor and its gradient, kept together so they always have the
 /// same shape.
@@ -14,9 +25,9 @@ pub struct Param {
 }
 
 impl Param {
-    /// Wraps `value` with a zero gradient of the same shape.
+    /// Wraps `value` with a zero gradient of the same shape and memory order.
     pub fn new(value: ArrayD<f32>) -> Self {
-        let grad = ArrayD::zeros(value.raw_dim());
+        let grad = zeros_like(&value);
         Self { value, grad }
     }
 

@@ -1,13 +1,19 @@
 //! Fully connected layer.
 
-use ndarray::{Array2, ArrayD, Axis, Ix2};
+use ndarray::{Array2, ArrayD, Axis, Ix2, ShapeBuilder};
 use tegaki_tensor::gemm::gemm;
+use tegaki_tensor::sparse::{self, Csr, csr_matmul};
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
 use crate::{Layer, Mode};
 
 /// `y = x · Wᵀ + b`.
+///
+/// When at most [`sparse::MAX_DENSITY`] of the input is non-zero (raw
+/// MNIST-family pixels are ~80% background zeros), the forward product and the
+/// weight gradient skip the zeros (see [`tegaki_tensor::sparse`]); otherwise
+/// both are dense GEMMs.
 ///
 /// # Shapes
 /// * input `(N, in_features)`, output `(N, out_features)`
@@ -22,6 +28,23 @@ pub struct Linear {
     input: Option<Array2<f32>>,
     /// The storage of the last `dy`, reused for the next output.
     spare: Option<Array2<f32>>,
+    /// The last input compressed, when it was sparse enough (`sparse`).
+    csr: Csr,
+    sparse: bool,
+    /// Scratch for the sparse weight gradient: the input's transpose.
+    csr_t: Csr,
+}
+
+/// `a` (2-D) with the same values stored transposed (column-major): the
+/// weight `(out, in)` then lies in memory as `Wᵀ`, `in` rows of `out`
+/// contiguous values, which the sparse path reads and writes row by row.
+/// GEMMs take either layout at no cost, and elementwise code (optimizers,
+/// checkpoints) does not care.
+fn transposed_storage(a: ArrayD<f32>) -> ArrayD<f32> {
+    let a = a.into_dimensionality::<Ix2>().expect("weight is 2-D");
+    let mut out = Array2::zeros(a.raw_dim().f());
+    out.assign(&a);
+    out.into_dyn()
 }
 
 impl Linear {
@@ -40,7 +63,9 @@ impl Linear {
         bias: bool,
         rng: &mut SeededRng,
     ) -> Self {
-        let weight = Param::new(init.tensor(&[out_features, in_features], rng));
+        let weight = Param::new(transposed_storage(
+            init.tensor(&[out_features, in_features], rng),
+        ));
         let bias = bias.then(|| {
             let b = match init {
                 Init::TorchDefault => {
@@ -57,6 +82,9 @@ impl Linear {
             bias,
             input: None,
             spare: None,
+            csr: Csr::default(),
+            sparse: false,
+            csr_t: Csr::default(),
         }
     }
 
@@ -66,6 +94,18 @@ impl Linear {
             .view()
             .into_dimensionality::<Ix2>()
             .expect("weight is 2-D")
+    }
+
+    /// Restores the transposed storage if a caller replaced the weight or
+    /// its gradient with a standard-layout array.
+    fn ensure_layout(&mut self) {
+        let w = &mut self.weight;
+        if !w.value.t().is_standard_layout() {
+            w.value = transposed_storage(std::mem::take(&mut w.value));
+        }
+        if !w.grad.t().is_standard_layout() {
+            w.grad = transposed_storage(std::mem::take(&mut w.grad));
+        }
     }
 
     fn check_input(&self, shape: &[usize]) -> Result<(), String> {
@@ -118,7 +158,14 @@ impl Layer for Linear {
             }
             None => 0.0,
         };
-        gemm(1.0, x.view(), self.weight2().t(), beta, &mut y.view_mut());
+        self.sparse = sparse::enabled() && self.csr.compress(x.view(), sparse::MAX_DENSITY);
+        if self.sparse {
+            self.ensure_layout();
+            let wt = self.weight2().reversed_axes();
+            csr_matmul(&self.csr, wt, beta != 0.0, &mut y.view_mut());
+        } else {
+            gemm(1.0, x.view(), self.weight2().t(), beta, &mut y.view_mut());
+        }
         self.input = (mode == Mode::Train).then_some(x);
         y.into_dyn()
     }
@@ -172,7 +219,13 @@ impl Linear {
             .view_mut()
             .into_dimensionality::<Ix2>()
             .expect("weight is 2-D");
-        gemm(1.0, dy.t(), x.view(), 0.0, &mut dw);
+        if self.sparse && dy.is_standard_layout() && dw.t().is_standard_layout() {
+            // dWᵀ = xᵀ · dy with xᵀ sparse, straight into dW's storage.
+            self.csr.transpose_into(&mut self.csr_t);
+            csr_matmul(&self.csr_t, dy.view(), false, &mut dw.reversed_axes());
+        } else {
+            gemm(1.0, dy.t(), x.view(), 0.0, &mut dw);
+        }
         if let Some(b) = &mut self.bias {
             b.grad.assign(&dy.sum_axis(Axis(0)));
         }
@@ -211,6 +264,53 @@ mod tests {
             }
             check_layer(&mut l, &random_input(&[n, i], 7));
         }
+    }
+
+    /// An input with ~80% exact zeros, like raw MNIST pixels.
+    fn sparse_input(shape: &[usize], seed: u64) -> ArrayD<f32> {
+        let mut x = random_input(shape, seed);
+        for (i, v) in x.iter_mut().enumerate() {
+            if !(i * 7 + seed as usize).is_multiple_of(5) {
+                *v = 0.0;
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn gradients_on_sparse_input() {
+        for (n, i, o) in [(3, 40, 5), (5, 30, 70)] {
+            let mut l = Linear::new(i, o, &mut rng::seeded(n as u64));
+            let x = sparse_input(&[n, i], 4);
+            l.forward(x.clone(), Mode::Eval);
+            assert!(l.sparse, "the test input must take the sparse path");
+            check_layer(&mut l, &x);
+        }
+    }
+
+    #[test]
+    fn sparse_path_matches_reference_product() {
+        let x = sparse_input(&[37, 150], 1);
+        let dy = random_input(&[37, 90], 2);
+        let mut l = Linear::new(150, 90, &mut rng::seeded(3));
+        let w = l.weight2().to_owned();
+        let b = l.bias.as_ref().unwrap().value.clone();
+        let y = l.forward(x.clone(), Mode::Train);
+        assert!(l.sparse);
+        l.backward_params_only(dy.clone());
+        let x2 = x.into_dimensionality::<Ix2>().unwrap();
+        let dy2 = dy.into_dimensionality::<Ix2>().unwrap();
+        let expect_y = x2.dot(&w.t()) + &b;
+        let expect_dw = dy2.t().dot(&x2);
+        for (a, b) in y.iter().zip(&expect_y) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        for (a, b) in l.weight.grad.iter().zip(&expect_dw) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        // A dense input takes the GEMM path.
+        l.forward(random_input(&[37, 150], 5), Mode::Train);
+        assert!(!l.sparse);
     }
 
     #[test]
