@@ -123,25 +123,111 @@ fn pool_plane(
     }
 }
 
-/// The 2x2, stride-2 case (every pooling layer of the MNIST CNN), with the
-/// four taps unrolled: about 4x faster than the general loop.
+/// The 2x2, stride-2 case (every pooling layer of the MNIST CNN): AVX-512
+/// when available, else the four taps unrolled (about 4x faster than the
+/// general loop). Both pick the same element under the same rules.
 fn pool_plane_2x2(x: &[f32], w: usize, ow: usize, y: &mut [f32], idx: &mut [u32]) {
-    let rows = x
-        .chunks_exact(2 * w)
-        .zip(y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow)));
-    for (oy, (pair, (y_row, idx_row))) in rows.enumerate() {
-        let base = oy * 2 * w;
-        for (ox, (y_o, i_o)) in y_row.iter_mut().zip(idx_row.iter_mut()).enumerate() {
-            let j = 2 * ox;
-            let (mut best, mut best_i) = (pair[j], j);
-            for t in [j + 1, w + j, w + j + 1] {
-                let c = pair[t];
-                let take = takes(c, best);
-                best = if take { c } else { best };
-                best_i = if take { t } else { best_i };
+    #[cfg(target_arch = "x86_64")]
+    if tegaki_tensor::simd::level() == 2 {
+        // SAFETY: AVX-512F is present (level 2).
+        unsafe { avx512::pool_plane_2x2(x, w, ow, y, idx) };
+        return;
+    }
+    pool_plane_2x2_portable(x, w, ow, y, idx);
+}
+
+tegaki_tensor::simd_dispatch! {
+    fn pool_plane_2x2_portable(x: &[f32], w: usize, ow: usize, y: &mut [f32], idx: &mut [u32]) {
+        let rows = x
+            .chunks_exact(2 * w)
+            .zip(y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow)));
+        for (oy, (pair, (y_row, idx_row))) in rows.enumerate() {
+            let base = oy * 2 * w;
+            for (ox, (y_o, i_o)) in y_row.iter_mut().zip(idx_row.iter_mut()).enumerate() {
+                let j = 2 * ox;
+                let (mut best, mut best_i) = (pair[j], j);
+                for t in [j + 1, w + j, w + j + 1] {
+                    let c = pair[t];
+                    let take = takes(c, best);
+                    best = if take { c } else { best };
+                    best_i = if take { t } else { best_i };
+                }
+                *y_o = best;
+                *i_o = (base + best_i) as u32;
             }
-            *y_o = best;
-            *i_o = (base + best_i) as u32;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// 16 outputs at a time: each row pair's 32 inputs are split into even
+    /// and odd columns, and the four taps compared in row-major order with
+    /// the scalar rule (strictly greater, or NaN, replaces the maximum).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pool_plane_2x2(
+        x: &[f32],
+        w: usize,
+        ow: usize,
+        y: &mut [f32],
+        idx: &mut [u32],
+    ) {
+        let oh = y.len() / ow;
+        assert!(x.len() >= 2 * oh * w && 2 * ow <= w && idx.len() == y.len());
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        let lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let (one, wv, w1) = (
+            _mm512_set1_epi32(1),
+            _mm512_set1_epi32(w as i32),
+            _mm512_set1_epi32(w as i32 + 1),
+        );
+        let take = |c: __m512, best: __m512| -> __mmask16 {
+            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(c, c)
+        };
+        for oy in 0..oh {
+            let base = oy * 2 * w;
+            let mut ox = 0;
+            while ox < ow {
+                let k = (ow - ox).min(16);
+                let out_mask: __mmask16 = if k == 16 { !0 } else { (1u16 << k) - 1 };
+                let lo_n = (2 * k).min(16);
+                let hi_n = 2 * k - lo_n;
+                let lo_mask: __mmask16 = if lo_n == 16 { !0 } else { (1u16 << lo_n) - 1 };
+                let hi_mask: __mmask16 = if hi_n == 16 { !0 } else { (1u16 << hi_n) - 1 };
+                // SAFETY: masked loads read columns 2*ox .. 2*ox + 2k <= w of
+                // rows 2*oy and 2*oy + 1 (asserted in bounds); masked stores
+                // write outputs ox .. ox + k of row oy.
+                unsafe {
+                    let pa = x.as_ptr().add(base + 2 * ox);
+                    let pb = pa.add(w);
+                    let a_lo = _mm512_maskz_loadu_ps(lo_mask, pa);
+                    let a_hi = _mm512_maskz_loadu_ps(hi_mask, pa.add(16));
+                    let b_lo = _mm512_maskz_loadu_ps(lo_mask, pb);
+                    let b_hi = _mm512_maskz_loadu_ps(hi_mask, pb.add(16));
+                    let mut best = _mm512_permutex2var_ps(a_lo, even, a_hi);
+                    let start = _mm512_add_epi32(_mm512_set1_epi32((base + 2 * ox) as i32), lane2);
+                    let mut at = start;
+                    for (c, off) in [
+                        (_mm512_permutex2var_ps(a_lo, odd, a_hi), one),
+                        (_mm512_permutex2var_ps(b_lo, even, b_hi), wv),
+                        (_mm512_permutex2var_ps(b_lo, odd, b_hi), w1),
+                    ] {
+                        let m = take(c, best);
+                        best = _mm512_mask_blend_ps(m, best, c);
+                        at = _mm512_mask_blend_epi32(m, at, _mm512_add_epi32(start, off));
+                    }
+                    let row = oy * ow + ox;
+                    _mm512_mask_storeu_ps(y.as_mut_ptr().add(row), out_mask, best);
+                    _mm512_mask_storeu_epi32(idx.as_mut_ptr().add(row).cast(), out_mask, at);
+                }
+                ox += k;
+            }
         }
     }
 }
@@ -243,6 +329,27 @@ mod tests {
     use super::*;
     use crate::gradcheck::{check_layer, random_input};
     use ndarray::Array;
+
+    #[test]
+    fn vector_2x2_kernel_matches_portable_with_ties_and_nans() {
+        for (h, w) in [(28, 28), (14, 14), (7, 7), (5, 9), (4, 40), (2, 66)] {
+            let (oh, ow) = (h / 2, w / 2);
+            // Few distinct values, so windows have ties; a few NaNs.
+            let x: Vec<f32> = (0..h * w)
+                .map(|i| match (i * 7919) % 23 {
+                    0 => f32::NAN,
+                    r => (r % 5) as f32,
+                })
+                .collect();
+            let (mut y1, mut i1) = (vec![0.0; oh * ow], vec![0u32; oh * ow]);
+            let (mut y2, mut i2) = (vec![0.0; oh * ow], vec![0u32; oh * ow]);
+            pool_plane_2x2(&x, w, ow, &mut y1, &mut i1);
+            pool_plane_2x2_portable(&x, w, ow, &mut y2, &mut i2);
+            assert_eq!(i1, i2, "{h}x{w}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y1), bits(&y2), "{h}x{w}");
+        }
+    }
 
     #[test]
     fn forward_picks_window_maxima() {
