@@ -13,6 +13,8 @@ pub enum Mode {
     /// Training: stochastic layers are active, BatchNorm uses and updates batch statistics.
     Train,
     /// Evaluation: deterministic; BatchNorm uses its running statistics.
+    /// Every sample's output depends on that sample alone, which lets
+    /// [`Sequential`](crate::Sequential) run large batches in slices.
     Eval,
 }
 
