@@ -54,6 +54,11 @@ impl Csr {
         (self.rows, self.cols)
     }
 
+    /// The raw arrays `(indptr, indices, values)`.
+    pub fn parts(&self) -> (&[usize], &[u32], &[f32]) {
+        (&self.indptr, &self.indices, &self.values)
+    }
+
     /// Number of stored (non-zero) entries.
     pub fn nnz(&self) -> usize {
         self.values.len()
