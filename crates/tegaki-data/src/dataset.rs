@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array4, ArrayView2, Axis};
+use rayon::prelude::*;
 
 use crate::cifar::{CIFAR10_IMAGE_BYTES, read_cifar_batch};
 use crate::error::DataError;
@@ -21,6 +22,15 @@ pub struct Dataset {
     height: usize,
     width: usize,
     classes: Vec<String>,
+}
+
+tegaki_tensor::simd_dispatch! {
+    /// `dst[i] = src[i] / 255`, exactly rounded (a vector divide).
+    fn to_unit_f32(src: &[u8], dst: &mut [f32]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = f32::from(s) / 255.0;
+        }
+    }
 }
 
 impl Dataset {
@@ -159,16 +169,25 @@ impl Dataset {
         if row == 0 {
             return;
         }
-        // v / 255 exactly rounded, via a table: as fast as a multiply.
-        let mut table = [0f32; 256];
-        for (v, t) in table.iter_mut().enumerate() {
-            *t = v as f32 / 255.0;
-        }
-        for (dst, &i) in flat.chunks_exact_mut(row).zip(indices) {
-            let src = self.images.row(i);
-            for (d, &s) in dst.iter_mut().zip(src.iter()) {
-                *d = table[usize::from(s)];
-            }
+        let images = self
+            .images
+            .as_slice()
+            .expect("images are kept in standard layout");
+        let convert = |(dst, &i): (&mut [f32], &usize)| {
+            assert!(
+                i < self.len(),
+                "Dataset::batch_f32_into: index {i} out of range"
+            );
+            to_unit_f32(&images[i * row..(i + 1) * row], dst);
+        };
+        // Large batches (inference) in parallel: this also keeps the worker
+        // threads awake for the forward pass that follows.
+        if indices.len() * row >= 1 << 16 {
+            flat.par_chunks_exact_mut(row)
+                .zip(indices.par_iter())
+                .for_each(convert);
+        } else {
+            flat.chunks_exact_mut(row).zip(indices).for_each(convert);
         }
     }
 

@@ -134,29 +134,40 @@ impl Csr {
 /// Appends `row`'s non-zeros (column index, value) to `indices`/`values`.
 fn push_nonzeros(row: &[f32], indices: &mut Vec<u32>, values: &mut Vec<f32>) {
     let start = values.len();
-    // Room for the whole row (plus a vector of slack for the AVX-512 path's
-    // full-width stores); truncated to the real count below.
-    indices.resize(start + row.len() + 16, 0);
-    values.resize(start + row.len() + 16, 0.0);
-    let mut len = start;
+    // Room for the whole row plus a vector of slack (the AVX-512 path stores
+    // full vectors); only the first `len` slots are kept.
+    indices.reserve(row.len() + 16);
+    values.reserve(row.len() + 16);
     #[cfg(target_arch = "x86_64")]
     if crate::simd::level() == 2 {
-        // SAFETY: AVX-512F is present; both outputs have row.len() + 16
-        // writable slots from `start`.
-        len = unsafe { avx512::compress(row, &mut indices[start..], &mut values[start..]) } + start;
-        indices.truncate(len);
-        values.truncate(len);
+        // SAFETY: AVX-512F is present; both vectors have row.len() + 16
+        // slots of capacity from `start`, and `compress` initialises the
+        // first `len` of them.
+        unsafe {
+            let len = avx512::compress(
+                row,
+                indices.as_mut_ptr().add(start),
+                values.as_mut_ptr().add(start),
+            );
+            indices.set_len(start + len);
+            values.set_len(start + len);
+        }
         return;
     }
     // Branch-free: write every entry, advance only past the non-zeros
     // (a data-dependent branch mispredicts on every stroke edge).
+    let (ispare, vspare) = (indices.spare_capacity_mut(), values.spare_capacity_mut());
+    let mut len = 0;
     for (j, &v) in row.iter().enumerate() {
-        indices[len] = j as u32;
-        values[len] = v;
+        ispare[len].write(j as u32);
+        vspare[len].write(v);
         len += usize::from(v != 0.0);
     }
-    indices.truncate(len);
-    values.truncate(len);
+    // SAFETY: slots start..start + len were written above.
+    unsafe {
+        indices.set_len(start + len);
+        values.set_len(start + len);
+    }
 }
 
 /// `c <- a · b`, or `c <- c + a · b` with `accumulate`, where `a` is sparse.
@@ -219,6 +230,88 @@ pub fn csr_matmul(a: &Csr, b: ArrayView2<f32>, accumulate: bool, c: &mut ArrayVi
             accumulate,
         );
     });
+}
+
+crate::simd_dispatch! {
+    /// Number of entries that are not exactly zero (NaN counts).
+    pub fn count_nonzero(xs: &[f32]) -> usize {
+        let mut n = 0usize;
+        for &x in xs {
+            n += usize::from(x != 0.0);
+        }
+        n
+    }
+}
+
+/// `c <- x · b` (or `c + x · b`) when `x` is not needed compressed
+/// afterwards (inference): row blocks are handled in parallel, one fork/join
+/// in all, each block compressed and multiplied sparsely when at most
+/// `max_density` of it is non-zero, else multiplied by a dense GEMM. Rows
+/// sum in a fixed order either way, so results do not depend on the thread
+/// count. Returns `false`, with `c` untouched, when `x` is not in standard
+/// layout.
+///
+/// # Panics
+/// As [`csr_matmul`].
+pub fn dense_sparse_matmul(
+    x: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    accumulate: bool,
+    c: &mut ArrayViewMut2<f32>,
+    max_density: f64,
+) -> bool {
+    let (m, k) = x.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "dense_sparse_matmul: x is {m}x{k}, b is {k2}x{n}");
+    assert_eq!(c.dim(), (m, n), "dense_sparse_matmul: c is {:?}", c.dim());
+    let Some(xs) = x.as_slice() else {
+        return false;
+    };
+    if m == 0 || n == 0 {
+        return true;
+    }
+    let bs = b
+        .as_slice()
+        .expect("dense_sparse_matmul: b must be in standard layout");
+    let cs = c
+        .as_slice_mut()
+        .expect("dense_sparse_matmul: c must be in standard layout");
+    if k == 0 {
+        if !accumulate {
+            cs.fill(0.0);
+        }
+        return true;
+    }
+    let block = m.div_ceil(4 * rayon::current_num_threads()).max(16);
+    xs.par_chunks(block * k)
+        .zip(cs.par_chunks_mut(block * n))
+        .for_each(|(x_b, c_b)| {
+            let rows = x_b.len() / k;
+            let view = ArrayView2::from_shape((rows, k), x_b).expect("block shape");
+            BLOCK_CSR.with_borrow_mut(|csr| {
+                if csr.compress(view, max_density) {
+                    rows_kernel(
+                        &csr.indptr,
+                        &csr.indices,
+                        &csr.values,
+                        bs,
+                        n,
+                        c_b,
+                        accumulate,
+                    );
+                } else {
+                    let mut out = ArrayViewMut2::from_shape((rows, n), c_b).expect("block shape");
+                    let beta = if accumulate { 1.0 } else { 0.0 };
+                    crate::gemm::gemm(1.0, view, b, beta, &mut out);
+                }
+            });
+        });
+    true
+}
+
+thread_local! {
+    /// Each worker's compressed block, kept so its storage is reused.
+    static BLOCK_CSR: std::cell::RefCell<Csr> = std::cell::RefCell::new(Csr::default());
 }
 
 /// Output columns per register tile: 64 f32 are four AVX-512 registers of
@@ -363,10 +456,10 @@ mod avx512 {
     /// and returns how many there were.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; both outputs must hold `row.len() + 16`.
+    /// The CPU must have AVX-512F; both outputs must be valid for writes of
+    /// `row.len() + 16` values.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn compress(row: &[f32], indices: &mut [u32], values: &mut [f32]) -> usize {
-        assert!(indices.len() >= row.len() + 16 && values.len() >= row.len() + 16);
+    pub(super) unsafe fn compress(row: &[f32], indices: *mut u32, values: *mut f32) -> usize {
         let zero = _mm512_setzero_ps();
         let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let mut len = 0;
@@ -380,12 +473,9 @@ mod avx512 {
                 let v = _mm512_maskz_loadu_ps(valid, row.as_ptr().add(j));
                 let keep = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(valid, v, zero);
                 let idx = _mm512_add_epi32(lane, _mm512_set1_epi32(j as i32));
-                _mm512_storeu_ps(
-                    values.as_mut_ptr().add(len),
-                    _mm512_maskz_compress_ps(keep, v),
-                );
+                _mm512_storeu_ps(values.add(len), _mm512_maskz_compress_ps(keep, v));
                 _mm512_storeu_si512(
-                    indices.as_mut_ptr().add(len).cast(),
+                    indices.add(len).cast(),
                     _mm512_maskz_compress_epi32(keep, idx),
                 );
                 len += keep.count_ones() as usize;
@@ -595,6 +685,45 @@ mod tests {
                 close(&c, &expect);
             }
         }
+    }
+
+    #[test]
+    fn blockwise_product_matches_for_sparse_and_dense_blocks() {
+        let a = sparse_matrix(700, 90, 0.2, 6);
+        let b = dense(90, 33, 7);
+        let mut c = dense(700, 33, 8);
+        let mut expect = matmul(a.view(), b.view());
+        expect += &c;
+        assert!(dense_sparse_matmul(
+            a.view(),
+            b.view(),
+            true,
+            &mut c.view_mut(),
+            0.4
+        ));
+        close(&c, &expect);
+        // Dense blocks go through the GEMM.
+        let full = dense(700, 90, 9);
+        assert!(dense_sparse_matmul(
+            full.view(),
+            b.view(),
+            false,
+            &mut c.view_mut(),
+            0.4
+        ));
+        close(&c, &matmul(full.view(), b.view()));
+        // Not in standard layout: refused, c untouched.
+        let before = c.clone();
+        let ft = full.t().as_standard_layout().into_owned();
+        assert!(!dense_sparse_matmul(
+            ft.t(),
+            b.view(),
+            false,
+            &mut c.view_mut(),
+            0.4
+        ));
+        assert_eq!(c, before);
+        assert_eq!(count_nonzero(&[0.0, 1.0, f32::NAN, -0.0, 2.0]), 3);
     }
 
     #[test]

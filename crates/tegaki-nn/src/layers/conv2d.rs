@@ -445,18 +445,8 @@ const MAX_SPARSE_DY_DENSITY: f64 = 0.35;
 
 /// Fraction of non-zero entries.
 fn density(xs: &[f32]) -> f64 {
-    let nnz = count_nonzero(xs);
+    let nnz = sparse::count_nonzero(xs);
     nnz as f64 / xs.len().max(1) as f64
-}
-
-tegaki_tensor::simd_dispatch! {
-    fn count_nonzero(xs: &[f32]) -> usize {
-        let mut n = 0usize;
-        for &x in xs {
-            n += usize::from(x != 0.0);
-        }
-        n
-    }
 }
 
 /// One sample NCHW `(c, h, w)` -> zero-padded channels-last `(h+2ph, w+2pw, c)`.

@@ -35,6 +35,11 @@ pub struct Linear {
     csr_t: Csr,
 }
 
+/// Eval batches from this size compress their input block by block in
+/// parallel (`sparse::dense_sparse_matmul`); smaller ones, and Train mode,
+/// which keeps the compressed input for backward, use one `Csr`.
+const EVAL_BLOCKWISE_MIN: usize = 256;
+
 /// `a` (2-D) with the same values stored transposed (column-major): the
 /// weight `(out, in)` then lies in memory as `Wᵀ`, `in` rows of `out`
 /// contiguous values, which the sparse path reads and writes row by row.
@@ -158,6 +163,24 @@ impl Layer for Linear {
             }
             None => 0.0,
         };
+        // Inference on a large batch: row blocks in parallel, each sparse or
+        // dense by its own density, keeping nothing.
+        if mode == Mode::Eval && n >= EVAL_BLOCKWISE_MIN && sparse::enabled() {
+            self.sparse = false;
+            self.ensure_layout();
+            let wt = self.weight2().reversed_axes();
+            let ok = sparse::dense_sparse_matmul(
+                x.view(),
+                wt,
+                beta != 0.0,
+                &mut y.view_mut(),
+                sparse::MAX_DENSITY,
+            );
+            if ok {
+                self.input = None;
+                return y.into_dyn();
+            }
+        }
         self.sparse = sparse::enabled() && self.csr.compress(x.view(), sparse::MAX_DENSITY);
         if self.sparse {
             self.ensure_layout();
@@ -307,6 +330,13 @@ mod tests {
         }
         for (a, b) in l.weight.grad.iter().zip(&expect_dw) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        // Large Eval batches take the blockwise path, with the same result.
+        let big = sparse_input(&[EVAL_BLOCKWISE_MIN + 3, 150], 6);
+        let y_big = l.forward(big.clone(), Mode::Eval);
+        let expect_big = big.into_dimensionality::<Ix2>().unwrap().dot(&w.t()) + &b;
+        for (a, b) in y_big.iter().zip(&expect_big) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         // A dense input takes the GEMM path.
         l.forward(random_input(&[37, 150], 5), Mode::Train);
