@@ -18,6 +18,11 @@ use crate::{Layer, Mode};
 /// give bit-identical gradients on any number of threads.
 const CHUNK: usize = 4;
 
+/// Output planes of at least this many positions are computed one sample at
+/// a time, straight into the output; smaller ones (14x14 = 196) batch
+/// `CHUNK` samples per GEMM, whose product is then copied out.
+const DIRECT_MIN_POSITIONS: usize = 512;
+
 /// How a batch of `n` samples is split: `CHUNK`-sample chunks (the unit of
 /// GEMM and of the weight-gradient partial sums) in `groups` contiguous runs of
 /// `chunks_per_group`, one parallel task and one scratch buffer per run.
@@ -619,6 +624,25 @@ impl Layer for Conv2d {
                     .chunks_mut(CHUNK * oc * ohw)
                     .zip(x_g.chunks(CHUNK * g.input_len()));
                 for (y_c, x_c) in chunks {
+                    if ohw >= DIRECT_MIN_POSITIONS {
+                        // Wide planes: one GEMM per sample straight into y,
+                        // on top of the bias (no product buffer to copy).
+                        for (y_s, x_s) in y_c
+                            .chunks_exact_mut(oc * ohw)
+                            .zip(x_c.chunks_exact(g.input_len()))
+                        {
+                            im2col_sample_strided(x_s, &g, cols, ohw);
+                            for (o, plane) in y_s.chunks_exact_mut(ohw).enumerate() {
+                                plane.fill(bias.map_or(0.0, |b| b[o]));
+                            }
+                            let cols_v = ArrayView2::from_shape((ckk, ohw), &cols[..ckk * ohw])
+                                .expect("cols size");
+                            let mut y_v =
+                                ArrayViewMut2::from_shape((oc, ohw), y_s).expect("output size");
+                            gemm(1.0, w, cols_v, 1.0, &mut y_v);
+                        }
+                        continue;
+                    }
                     // The chunk's columns side by side, (C*KH*KW, S*OH*OW):
                     // one GEMM for S samples runs faster than S small ones.
                     let ld = y_c.len() / oc;
@@ -734,7 +758,9 @@ mod tests {
 
     #[test]
     fn matches_naive_convolution() {
-        for (i, &(n, c, h, w, oc, k, s, p)) in CASES.iter().enumerate() {
+        // Plus a plane of 26x24 = 624 positions (the one-GEMM-per-sample path).
+        let wide: Case = (5, 2, 26, 24, 3, (3, 3), (1, 1), (1, 1));
+        for (i, &(n, c, h, w, oc, k, s, p)) in CASES.iter().chain([&wide]).enumerate() {
             let mut r = rng::seeded(i as u64);
             let mut conv = Conv2d::torch_default(c, oc, k, s, p, &mut r);
             let x = random_input(&[n, c, h, w], 10 + i as u64);
