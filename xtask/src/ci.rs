@@ -26,7 +26,8 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs fmt --check, clippy with warnings denied, the tests and rustdoc.
+/// Runs fmt --check, clippy with warnings denied, the tests (again with
+/// `TEGAKI_NO_SIMD=1` for the kernel crates) and rustdoc.
 pub fn run(args: Args) -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(
@@ -42,6 +43,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     if !args.no_test {
         cargo(&["test", "--workspace"], &[])?;
+        // The kernels' portable fallbacks (what a CPU without AVX2/AVX-512
+        // runs), on the crates that have SIMD paths.
+        cargo(
+            &[
+                "test",
+                "-p",
+                "tegaki-tensor",
+                "-p",
+                "tegaki-nn",
+                "-p",
+                "tegaki-optim",
+                "-p",
+                "tegaki-data",
+                "--lib",
+            ],
+            &[("TEGAKI_NO_SIMD", "1")],
+        )?;
     }
     cargo(
         &["doc", "--workspace", "--no-deps"],
