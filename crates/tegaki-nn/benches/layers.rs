@@ -13,6 +13,14 @@
 //! * ConvTranspose2d 64->32, 7x7 -> 14x14 (kernel 4, stride 2, padding 1, a
 //!   DCGAN generator step): forward 160.6 M (321.1 MFLOP), backward 642.3 MFLOP
 //!
+//! * Linear 784->1000 (the W2 MLP's first layer): forward 78.4 M (156.8
+//!   MFLOP); its input gradient is skipped
+//!
+//! The `_sparse_` cases feed what the networks really see: MNIST-like input
+//! (~2 in 10 non-zero) to Linear, and a ReLU + max-pool gradient (~2 in 10
+//! non-zero) to the 32->64 convolution's backward. Their throughput still
+//! counts dense FLOPs, i.e. it is a dense-equivalent rate.
+//!
 //! Also BatchNorm2d over 32 channels at 28x28 and BatchNorm1d over 1000
 //! features (the W2 MLP's), both in Train mode.
 //!
@@ -60,6 +68,32 @@ fn flop_case(
     let x = random_input(input, 1);
     let out = layer.output_shape(input).expect("bench shapes fit");
     let dy = random_input(&out, 2);
+    flop_case_with(c, name, layer, x, dy, params_only, forward_flops);
+}
+
+/// `x` with `keep` of every 10 entries kept and the rest exact zeros: raw
+/// MNIST pixels (~2 in 10 non-zero), or a gradient behind ReLU + max-pool.
+fn mostly_zero(shape: &[usize], seed: u64, keep: usize) -> ArrayD<f32> {
+    let mut x = random_input(shape, seed);
+    for (i, v) in x.iter_mut().enumerate() {
+        if (i * 2654435761) % 10 >= keep {
+            *v = 0.0;
+        }
+    }
+    x
+}
+
+/// [`flop_case`] with given input and output gradient. Throughput counts
+/// the dense FLOPs, so a sparse path shows as a higher dense-equivalent rate.
+fn flop_case_with(
+    c: &mut Criterion,
+    name: &str,
+    layer: &mut dyn Layer,
+    x: ArrayD<f32>,
+    dy: ArrayD<f32>,
+    params_only: bool,
+    forward_flops: Option<u64>,
+) {
     let mut group = c.benchmark_group(name);
     let per_pass = |passes: u64| match forward_flops {
         Some(f) => Throughput::Elements(f * passes),
@@ -116,6 +150,38 @@ fn layers(c: &mut Criterion) {
         &[BATCH, 32, 14, 14],
         false,
         Some(722_534_400),
+    );
+    // The CNN's real backward: dy behind ReLU + max-pool (~2 in 10 non-zero)
+    // takes the direct sparse path.
+    let mut conv = Conv2d::torch_default(32, 64, (3, 3), (1, 1), (1, 1), r);
+    flop_case_with(
+        c,
+        "conv2d_32x64_14x14_sparse_dy",
+        &mut conv,
+        random_input(&[BATCH, 32, 14, 14], 1),
+        mostly_zero(&[BATCH, 64, 14, 14], 2, 2),
+        false,
+        Some(722_534_400),
+    );
+    // The W2 MLP's first layer on MNIST-like input (~2 in 10 pixels
+    // non-zero): forward and weight gradient over the non-zeros.
+    let mut fc = Linear::new(784, 1000, r);
+    flop_case_with(
+        c,
+        "linear_784x1000_sparse_input_params_only",
+        &mut fc,
+        mostly_zero(&[BATCH, 784], 1, 2),
+        random_input(&[BATCH, 1000], 2),
+        true,
+        Some(156_800_000),
+    );
+    flop_case(
+        c,
+        "linear_784x1000_dense_input_params_only",
+        &mut Linear::new(784, 1000, r),
+        &[BATCH, 784],
+        true,
+        Some(156_800_000),
     );
     layer_case(
         c,

@@ -8,6 +8,11 @@
 //! * `conv_pieces/*`: im2col and col2im of the 32->64 convolution at 14x14
 //!   over a batch of 100 (throughput in elements of the column matrix).
 //!
+//! * `sparse/*`: the CSR product at the W1/W2 first-layer shapes on input
+//!   with ~2 in 10 non-zeros (as MNIST pixels), compression included;
+//!   throughput counts the *dense* FLOPs (a dense-equivalent rate), next to
+//!   the same product as a dense GEMM.
+//!
 //! Compare the GEMM figures with the machine's peak from
 //! `anchors/python/gemm_peak.py` (2048^3, MKL/OpenBLAS).
 
@@ -16,6 +21,7 @@ use ndarray::{Array2, Array4};
 use std::hint::black_box;
 use tegaki_tensor::conv::{ConvGeometry, col2im, im2col};
 use tegaki_tensor::gemm::gemm;
+use tegaki_tensor::sparse::{Csr, csr_matmul};
 
 fn filled(rows: usize, cols: usize, seed: usize) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |(i, j)| {
@@ -80,12 +86,45 @@ fn conv_pieces(c: &mut Criterion) {
     group.finish();
 }
 
+fn sparse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sparse");
+    for (name, m, k, n) in [("w1_fc1", 100, 784, 100), ("w2_fc1", 100, 784, 1000)] {
+        // ~20% non-zeros, in MNIST's central block of columns.
+        let x = Array2::from_shape_fn((m, k), |(i, j)| {
+            let keep = (i * 7 + j * 13) % 5 == 0 && (150..650).contains(&j);
+            if keep {
+                0.5 + (j % 7) as f32 * 0.1
+            } else {
+                0.0
+            }
+        });
+        let wt = filled(k, n, 4);
+        let mut out = Array2::<f32>::zeros((m, n));
+        let mut csr = Csr::default();
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        group.bench_function(format!("{name}_csr_{m}x{k}x{n}"), |bench| {
+            bench.iter(|| {
+                assert!(csr.compress(x.view(), 0.4));
+                csr_matmul(&csr, wt.view(), false, &mut out.view_mut());
+                black_box(&out);
+            })
+        });
+        group.bench_function(format!("{name}_dense_{m}x{k}x{n}"), |bench| {
+            bench.iter(|| {
+                gemm(1.0, x.view(), wt.view(), 0.0, &mut out.view_mut());
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(20);
-    targets = gemms, conv_pieces
+    targets = gemms, conv_pieces, sparse
 }
 criterion_main!(benches);
