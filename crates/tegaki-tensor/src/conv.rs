@@ -207,6 +207,10 @@ pub fn im2col_sample_strided(x: &[f32], g: &ConvGeometry, cols: &mut [f32], row_
         cols.len(),
         g.col_rows()
     );
+    if g.stride_h == 1 && g.stride_w == 1 && g.out_w == g.width {
+        im2col_same_unit_stride(x, g, cols, row_stride);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if g.stride_w == 1 && crate::simd::level() == 2 {
         // SAFETY: AVX-512F is present; the lengths were checked above.
@@ -244,6 +248,61 @@ pub fn im2col_sample_strided(x: &[f32], g: &ConvGeometry, cols: &mut [f32], row_
                 }
             }
         }
+    }
+}
+
+/// im2col for unit strides when output rows are as wide as input rows (a
+/// "same" convolution, as in the MNIST CNN): each column-matrix row is then
+/// the input plane shifted by a constant offset, so it is one long copy,
+/// plus zeros where the window hangs over the top, bottom and side edges.
+fn im2col_same_unit_stride(x: &[f32], g: &ConvGeometry, cols: &mut [f32], row_stride: usize) {
+    let (oh, ow, hw) = (g.out_h, g.out_w, g.height * g.width);
+    let mut row = 0;
+    for c in 0..g.channels {
+        let plane = &x[c * hw..(c + 1) * hw];
+        for ki in 0..g.kernel_h {
+            let (oy_lo, oy_hi) = g.valid_oy(ki);
+            for kj in 0..g.kernel_w {
+                let (ox_lo, ox_hi) = g.valid_ox(kj);
+                let dst = &mut cols[row * row_stride..row * row_stride + oh * ow];
+                row += 1;
+                // dst[q] = plane[q + off] wherever the window is inside.
+                let off = (ki as isize - g.pad_h as isize) * g.width as isize + kj as isize
+                    - g.pad_w as isize;
+                let len = (oh * ow) as isize;
+                let start = ((oy_lo * ow) as isize).max(-off).clamp(0, len);
+                let end = ((oy_hi * ow) as isize)
+                    .min(hw as isize - off)
+                    .clamp(start, len);
+                let (start, end) = (start as usize, end as usize);
+                zero(&mut dst[..start]);
+                zero(&mut dst[end..]);
+                if end > start {
+                    // start + off >= 0 and end + off <= hw by the clamps.
+                    let from = (start as isize + off) as usize;
+                    dst[start..end].copy_from_slice(&plane[from..from + (end - start)]);
+                }
+                if ox_lo > 0 || ox_hi < ow {
+                    for oy in oy_lo..oy_hi {
+                        let r = &mut dst[oy * ow..(oy + 1) * ow];
+                        zero(&mut r[..ox_lo]);
+                        zero(&mut r[ox_hi..]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Zeroes a slice that is usually one or two values long (a padding
+/// border) without a `memset` call, which costs more than the stores.
+#[inline(always)]
+fn zero(r: &mut [f32]) {
+    match r {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => (*a, *b) = (0.0, 0.0),
+        _ => r.fill(0.0),
     }
 }
 
@@ -556,6 +615,47 @@ mod tests {
         adjoint_case(3, 2, 9, 8, (3, 2), (2, 2), (2, 1));
         adjoint_case(2, 4, 6, 6, (5, 5), (1, 2), (2, 2));
         adjoint_case(1, 2, 4, 5, (1, 1), (3, 2), (0, 0));
+    }
+
+    #[test]
+    fn same_convolutions_match_the_definition() {
+        // Unit strides with output rows as wide as input rows: the
+        // shifted-copy path, including windows over every edge.
+        for (c, h, w, k, p) in [
+            (2, 5, 4, (3, 3), (1, 1)),
+            (1, 6, 5, (1, 3), (0, 1)),
+            (3, 4, 7, (3, 5), (0, 2)),
+            (2, 6, 6, (5, 5), (2, 2)),
+            (1, 1, 1, (3, 3), (1, 1)),
+        ] {
+            let g = ConvGeometry::new((c, h, w), k, (1, 1), p);
+            assert_eq!(g.out_w, w);
+            let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
+            let mut cols = vec![f32::NAN; g.col_rows() * g.col_cols()];
+            im2col_sample_strided(&x, &g, &mut cols, g.col_cols());
+            let mut r = 0;
+            for ci in 0..c {
+                for ki in 0..k.0 {
+                    for kj in 0..k.1 {
+                        for oy in 0..g.out_h {
+                            for ox in 0..g.out_w {
+                                let iy = (oy + ki) as isize - p.0 as isize;
+                                let ix = (ox + kj) as isize - p.1 as isize;
+                                let inside =
+                                    (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                                let want = if inside {
+                                    x[ci * h * w + iy as usize * w + ix as usize]
+                                } else {
+                                    0.0
+                                };
+                                assert_eq!(cols[r * g.col_cols() + oy * g.out_w + ox], want);
+                            }
+                        }
+                        r += 1;
+                    }
+                }
+            }
+        }
     }
 
     proptest::proptest! {
