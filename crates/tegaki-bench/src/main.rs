@@ -27,6 +27,11 @@ use tegaki_nn::{
 use tegaki_optim::{OptimizerConfig, OptimizerKind, ScheduleConfig, Trainable, build};
 use tegaki_tensor::{HasParams, Param, parallel, rng};
 
+// The allocator of the `tegaki` binary, so the benchmark measures what
+// users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Images per training step (every anchor uses 100).
 const BATCH: usize = 100;
 

@@ -18,6 +18,7 @@ pub mod io;
 pub mod math;
 pub mod parallel;
 mod param;
+pub mod recycle;
 pub mod rng;
 pub mod simd;
 pub mod sparse;

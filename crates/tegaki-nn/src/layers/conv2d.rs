@@ -10,7 +10,7 @@ use tegaki_tensor::sparse::{self, Csr};
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
-use crate::layers::maxpool2d::reuse_storage;
+use crate::layers::maxpool2d::{recycle_input, reuse_storage};
 use crate::{Layer, Mode};
 
 /// Samples per parallel task. Fixed (not derived from the thread count) so
@@ -665,10 +665,15 @@ impl Layer for Conv2d {
                     }
                 }
             });
-        self.cache = (mode == Mode::Train).then_some(Cache {
-            input: x,
-            geometry: g,
-        });
+        if mode == Mode::Train {
+            self.cache = Some(Cache {
+                input: x,
+                geometry: g,
+            });
+        } else {
+            self.cache = None;
+            recycle_input(x);
+        }
         y.into_dyn()
     }
 

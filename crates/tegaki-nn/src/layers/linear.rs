@@ -2,7 +2,10 @@
 
 use ndarray::{Array2, ArrayD, Axis, Ix2, ShapeBuilder};
 use tegaki_tensor::gemm::gemm;
+use tegaki_tensor::recycle;
 use tegaki_tensor::sparse::{self, Csr, csr_matmul};
+
+use crate::layers::maxpool2d::recycle_input;
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
@@ -149,7 +152,12 @@ impl Layer for Linear {
         let shape = (n, self.out_features);
         let mut y = match self.spare.take_if(|s| s.dim() == shape) {
             Some(s) => s,
-            None => Array2::zeros(shape),
+            None => match recycle::take(shape.0 * shape.1) {
+                // Stale values: the bias rows or the GEMM (beta = 0)
+                // overwrite every element.
+                Some(v) => Array2::from_shape_vec(shape, v).expect("length checked"),
+                None => Array2::zeros(shape),
+            },
         };
         let beta = match &self.bias {
             Some(b) => {
@@ -178,6 +186,7 @@ impl Layer for Linear {
             );
             if ok {
                 self.input = None;
+                recycle_input(x);
                 return y.into_dyn();
             }
         }
@@ -189,7 +198,12 @@ impl Layer for Linear {
         } else {
             gemm(1.0, x.view(), self.weight2().t(), beta, &mut y.view_mut());
         }
-        self.input = (mode == Mode::Train).then_some(x);
+        if mode == Mode::Train {
+            self.input = Some(x);
+        } else {
+            self.input = None;
+            recycle_input(x);
+        }
         y.into_dyn()
     }
 

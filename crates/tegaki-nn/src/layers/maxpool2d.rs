@@ -3,6 +3,7 @@
 use ndarray::{Array4, ArrayD};
 use rayon::prelude::*;
 use tegaki_tensor::conv::try_conv_output_size;
+use tegaki_tensor::recycle;
 
 use crate::layer::no_forward;
 use crate::{Layer, Mode};
@@ -233,10 +234,11 @@ mod avx512 {
 }
 
 /// A `shape` array for a caller that overwrites every element: the storage
-/// kept in `spare` (stale values) when it has exactly that size, else zeros
-/// (leaving `spare` for a later call of its size, e.g. the next training step
-/// after an evaluation). Reusing the last gradient's storage spares a fresh
-/// allocation, which would page-fault every step.
+/// kept in `spare` (stale values) when it has exactly that size, else a
+/// buffer of that size from [`recycle`], else zeros (leaving `spare` for a
+/// later call of its size, e.g. the next training step after an
+/// evaluation). Reusing storage spares a fresh allocation, which would be
+/// zeroed or page-faulted every step.
 pub(crate) fn reuse_storage(
     spare: &mut Option<ArrayD<f32>>,
     shape: (usize, usize, usize, usize),
@@ -251,7 +253,21 @@ pub(crate) fn reuse_storage(
             return Array4::from_shape_vec(shape, v).expect("length checked");
         }
     }
-    Array4::zeros(shape)
+    match recycle::take(len) {
+        Some(v) => Array4::from_shape_vec(shape, v).expect("length checked"),
+        None => Array4::zeros(shape),
+    }
+}
+
+/// Hands an input an Eval-mode layer is done with to [`recycle`].
+pub(crate) fn recycle_input<D: ndarray::Dimension>(x: ndarray::Array<f32, D>) {
+    if x.is_standard_layout() {
+        let len = x.len();
+        let (v, offset) = x.into_raw_vec_and_offset();
+        if offset == Some(0) && v.len() == len {
+            recycle::give(v);
+        }
+    }
 }
 
 impl Layer for MaxPool2d {
@@ -285,7 +301,12 @@ impl Layer for MaxPool2d {
             .zip(x.as_slice().expect("standard layout").par_chunks(h * w))
             .with_min_len(MIN_PLANES_PER_TASK)
             .for_each(|((y_p, idx_p), x_p)| pool_plane(x_p, w, kernel, stride, ow, y_p, idx_p));
-        self.cache = (mode == Mode::Train).then_some(x);
+        if mode == Mode::Train {
+            self.cache = Some(x);
+        } else {
+            self.cache = None;
+            recycle_input(x);
+        }
         y.into_dyn()
     }
 
