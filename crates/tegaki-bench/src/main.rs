@@ -174,6 +174,10 @@ struct Args {
     /// Data folder holding `mnist/` [default: $TEGAKI_DATA, else ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Turn off the sparse paths (Linear on mostly-zero inputs, Conv2d
+    /// backward on mostly-zero gradients), to measure the dense kernels alone.
+    #[arg(long)]
+    dense: bool,
 }
 
 /// A network bound to one minibatch, as the optimizers step it.
@@ -345,6 +349,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     parallel::set_num_threads(args.threads).map_err(anyhow::Error::msg)?;
+    tegaki_tensor::sparse::set_enabled(!args.dense);
     let load_start = loadavg();
     let data_dir = resolve_data_dir(args.data_dir.as_deref());
     let (train, test) = load_mnist(&data_dir)?;
@@ -411,7 +416,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         concat!(
             "{{\"impl\": \"tegaki\", \"workload\": \"{}\", \"workload_name\": \"{}\", ",
-            "\"threads\": {}, \"versions\": {{\"tegaki\": \"{}\"}}, \"data\": \"mnist\", ",
+            "\"threads\": {}, \"sparse_paths\": {}, \"versions\": {{\"tegaki\": \"{}\"}}, \"data\": \"mnist\", ",
             "\"train_images_per_s\": {:.1}, \"train_window_rates\": [{}], ",
             "\"infer_images_per_s\": {:.1}, \"infer_batch\": {}, ",
             "\"peak_rss_mb\": {}, \"train_peak_rss_mb\": {}, \"rss_baseline_mb\": {}, ",
@@ -424,6 +429,7 @@ fn main() -> anyhow::Result<()> {
         w.id(),
         w.name(),
         args.threads,
+        !args.dense,
         env!("CARGO_PKG_VERSION"),
         train_rate,
         rates_json.join(", "),
