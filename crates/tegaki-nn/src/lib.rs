@@ -64,5 +64,5 @@ pub use checkpoint::{CheckpointError, load_model, save_model};
 pub use layer::{Layer, Mode};
 pub use layers::*;
 pub use loss::{SoftmaxCrossEntropy, Targets, softmax_cross_entropy};
-pub use sequential::Sequential;
+pub use sequential::{EVAL_SLICE_VALUES, Sequential};
 pub use summary::summary;

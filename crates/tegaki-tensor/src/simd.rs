@@ -1,7 +1,7 @@
 //! Runtime instruction-set dispatch for hand-written loops.
 //!
 //! The binaries are built for plain x86_64 (so one binary runs anywhere), which
-//! leaves LLVM to vectorise our own loops with SSE2 only. [`simd_dispatch!`]
+//! leaves LLVM to vectorise our own loops with SSE2 only. [`simd_dispatch!`](crate::simd_dispatch)
 //! compiles a function body three times, for AVX-512, for AVX2+FMA and for the
 //! baseline, and picks one at run time. The body is written as ordinary,
 //! vectorisable Rust: no intrinsics, no `mul_add` (which would not be fused on
