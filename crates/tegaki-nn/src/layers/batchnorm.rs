@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use tegaki_tensor::Param;
 
 use crate::layer::no_forward;
+use crate::layers::storage::standard;
 use crate::{Layer, Mode};
 
 /// Momentum and epsilon of a batch-normalisation layer, with PyTorch's
@@ -324,14 +325,6 @@ impl Norm {
             "{name}({}, eps={:e}, momentum={})",
             self.channels, self.config.eps, self.config.momentum
         )
-    }
-}
-
-fn standard(x: ArrayD<f32>) -> ArrayD<f32> {
-    if x.is_standard_layout() {
-        x
-    } else {
-        x.as_standard_layout().into_owned()
     }
 }
 

@@ -10,7 +10,7 @@ use tegaki_tensor::sparse::{self, Csr};
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
-use crate::layers::maxpool2d::{recycle_input, reuse_storage};
+use crate::layers::storage::{recycle_input, reuse_storage, standard};
 use crate::{Layer, Mode};
 
 /// Samples per parallel task. Fixed (not derived from the thread count) so
@@ -556,15 +556,6 @@ pub(crate) fn lane_sum(xs: &[f32]) -> f32 {
         total += v;
     }
     total
-}
-
-/// `x` itself when already in standard layout, else a standard-layout copy.
-fn standard(x: ArrayD<f32>) -> ArrayD<f32> {
-    if x.is_standard_layout() {
-        x
-    } else {
-        x.as_standard_layout().into_owned()
-    }
 }
 
 impl Layer for Conv2d {

@@ -10,6 +10,7 @@ use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
 use crate::layers::conv2d::lane_sum;
+use crate::layers::storage::standard;
 use crate::{Layer, Mode};
 
 /// Samples per parallel task; fixed so that gradients are bit-identical on
@@ -292,15 +293,6 @@ impl ConvTranspose2d {
             }
         }
         want_dx.then(|| input.into_dyn())
-    }
-}
-
-/// `x` itself when already in standard layout, else a standard-layout copy.
-fn standard(x: ArrayD<f32>) -> ArrayD<f32> {
-    if x.is_standard_layout() {
-        x
-    } else {
-        x.as_standard_layout().into_owned()
     }
 }
 

@@ -5,7 +5,7 @@ use tegaki_tensor::gemm::gemm;
 use tegaki_tensor::recycle;
 use tegaki_tensor::sparse::{self, Csr, csr_matmul};
 
-use crate::layers::maxpool2d::recycle_input;
+use crate::layers::storage::recycle_input;
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;

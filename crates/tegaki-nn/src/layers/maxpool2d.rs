@@ -1,11 +1,11 @@
 //! 2-D max pooling.
 
-use ndarray::{Array4, ArrayD};
+use ndarray::ArrayD;
 use rayon::prelude::*;
 use tegaki_tensor::conv::try_conv_output_size;
-use tegaki_tensor::recycle;
 
 use crate::layer::no_forward;
+use crate::layers::storage::{recycle_input, reuse_storage, standard};
 use crate::{Layer, Mode};
 
 /// Planes (one channel of one sample) per parallel task, so that small planes
@@ -233,43 +233,6 @@ mod avx512 {
     }
 }
 
-/// A `shape` array for a caller that overwrites every element: the storage
-/// kept in `spare` (stale values) when it has exactly that size, else a
-/// buffer of that size from [`recycle`], else zeros (leaving `spare` for a
-/// later call of its size, e.g. the next training step after an
-/// evaluation). Reusing storage spares a fresh allocation, which would be
-/// zeroed or page-faulted every step.
-pub(crate) fn reuse_storage(
-    spare: &mut Option<ArrayD<f32>>,
-    shape: (usize, usize, usize, usize),
-) -> Array4<f32> {
-    let len = shape.0 * shape.1 * shape.2 * shape.3;
-    let fits = spare
-        .as_ref()
-        .is_some_and(|s| s.len() == len && s.is_standard_layout() && s.as_slice().is_some());
-    if fits {
-        let (v, offset) = spare.take().expect("checked").into_raw_vec_and_offset();
-        if offset == Some(0) && v.len() == len {
-            return Array4::from_shape_vec(shape, v).expect("length checked");
-        }
-    }
-    match recycle::take(len) {
-        Some(v) => Array4::from_shape_vec(shape, v).expect("length checked"),
-        None => Array4::zeros(shape),
-    }
-}
-
-/// Hands an input an Eval-mode layer is done with to [`recycle`].
-pub(crate) fn recycle_input<D: ndarray::Dimension>(x: ndarray::Array<f32, D>) {
-    if x.is_standard_layout() {
-        let len = x.len();
-        let (v, offset) = x.into_raw_vec_and_offset();
-        if offset == Some(0) && v.len() == len {
-            recycle::give(v);
-        }
-    }
-}
-
 impl Layer for MaxPool2d {
     fn describe(&self) -> String {
         format!(
@@ -286,11 +249,7 @@ impl Layer for MaxPool2d {
     fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         let (oh, ow) = self.out_hw(x.shape()).unwrap_or_else(|e| panic!("{e}"));
         let [n, c, h, w] = x.shape().try_into().expect("checked above");
-        let x = if x.is_standard_layout() {
-            x
-        } else {
-            x.as_standard_layout().into_owned()
-        };
+        let x = standard(x);
         let mut y = reuse_storage(&mut self.spare, (n, c, oh, ow));
         self.argmax.resize(n * c * oh * ow, 0);
         let (kernel, stride) = (self.kernel, self.stride);
@@ -323,11 +282,7 @@ impl Layer for MaxPool2d {
             "{}: dy shape vs last output",
             self.describe()
         );
-        let dy = if dy.is_standard_layout() {
-            dy
-        } else {
-            dy.as_standard_layout().into_owned()
-        };
+        let dy = standard(dy);
         dx.as_slice_mut()
             .expect("fresh array")
             .par_chunks_mut(h * w)

@@ -9,6 +9,7 @@ mod dropout;
 mod flatten;
 mod linear;
 mod maxpool2d;
+mod storage;
 
 pub use activation::{LeakyReLU, ReLU, Sigmoid, Tanh};
 pub use batchnorm::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
