@@ -19,7 +19,8 @@ use rayon::prelude::*;
 
 /// Inputs with at most this fraction of non-zeros take the sparse path. The
 /// sparse kernel runs at roughly half the dense GEMM's FLOP rate and pays for
-/// compression and two transposes, so it wins clearly only below ~40%.
+/// compression (and, for the weight gradient, a CSR transpose), so it wins
+/// clearly only below ~40%.
 pub const MAX_DENSITY: f64 = 0.4;
 
 /// Parallel split threshold in multiply-adds (as `gemm::PARALLEL_MIN_FLOPS`).
@@ -199,7 +200,7 @@ pub fn csr_matmul(a: &Csr, b: ArrayView2<f32>, accumulate: bool, c: &mut ArrayVi
         .expect("csr_matmul: c must be in standard layout");
     let threads = rayon::current_num_threads();
     if a.nnz() * n < PARALLEL_MIN_MACS || threads == 1 || rayon::current_thread_index().is_some() {
-        rows_kernel(&a.indptr, &a.indices, &a.values, b, n, c, accumulate);
+        rows_kernel(&a.indptr, &a.indices, &a.values, k, b, n, c, accumulate);
         return;
     }
     // Contiguous row blocks with about equal numbers of non-zeros.
@@ -224,6 +225,7 @@ pub fn csr_matmul(a: &Csr, b: ArrayView2<f32>, accumulate: bool, c: &mut ArrayVi
             &a.indptr[r0..=r1],
             &a.indices,
             &a.values,
+            k,
             b,
             n,
             c_block,
@@ -294,6 +296,7 @@ pub fn dense_sparse_matmul(
                         &csr.indptr,
                         &csr.indices,
                         &csr.values,
+                        k,
                         bs,
                         n,
                         c_b,
@@ -319,29 +322,34 @@ thread_local! {
 const WIDE: usize = 64;
 const NARROW: usize = 16;
 
+/// `indptr`/`indices`/`values` are rows of a [`Csr`] with `k` columns, so
+/// every index is below `k` (an invariant of how `Csr`s are built); `b` must
+/// hold `k` rows of `n`.
+#[allow(clippy::too_many_arguments)]
 fn rows_kernel(
     indptr: &[usize],
     indices: &[u32],
     values: &[f32],
+    k: usize,
     b: &[f32],
     n: usize,
     c: &mut [f32],
     accumulate: bool,
 ) {
     let rows = indptr.len() - 1;
-    let (first, last) = (indptr[0], indptr[rows]);
     assert!(c.len() >= rows * n, "csr_matmul: c block too short");
-    assert!(
-        indices[first..last]
+    assert!(b.len() >= k * n, "csr_matmul: b holds fewer than {k} rows");
+    debug_assert!(
+        indices[indptr[0]..indptr[rows]]
             .iter()
-            .all(|&j| (j as usize + 1) * n <= b.len()),
+            .all(|&j| (j as usize) < k),
         "csr_matmul: column index out of range"
     );
     #[cfg(target_arch = "x86_64")]
     if crate::simd::level() == 2 {
-        // SAFETY: the CPU has AVX-512F (checked by level()); every row of
-        // `b` named by an index and every row of `c` is in bounds (asserted
-        // above), and the tiles stay inside the row's n columns.
+        // SAFETY: the CPU has AVX-512F (checked by level()); indices are
+        // below k (the Csr invariant), b holds k rows and c all rows
+        // (asserted above), and the tiles stay inside the rows' n columns.
         unsafe { avx512::rows(indptr, indices, values, b, n, c, accumulate) };
         return;
     }
@@ -420,32 +428,17 @@ mod avx512 {
             // SAFETY: the block covers columns c0..c0+width <= n of rows the
             // caller guaranteed to be in bounds; the last register is masked.
             unsafe {
-                match regs {
-                    1 => block::<1>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
-                    2 => block::<2>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
-                    3 => block::<3>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
-                    4 => block::<4>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
-                    5 => block::<5>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
-                    6 => block::<6>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
-                    7 => block::<7>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
-                    _ => block::<8>(
-                        indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
-                    ),
+                macro_rules! by_regs {
+                    ($($r:literal)*) => {
+                        match regs {
+                            $($r => block::<$r>(
+                                indptr, indices, values, bp, n, cp, rows, accumulate, c0, mask,
+                            ),)*
+                            _ => unreachable!("1 to 8 registers"),
+                        }
+                    };
                 }
+                by_regs!(1 2 3 4 5 6 7 8)
             }
             c0 += width;
         }
@@ -565,36 +558,6 @@ fn tile<const T: usize>(
             }
         }
         *out = acc;
-    }
-}
-
-/// `dst <- srcᵀ` in cache-sized blocks (`dst` must be in standard layout,
-/// `src` may be any view).
-///
-/// # Panics
-/// If `dst` is not `src`'s transposed shape or not in standard layout.
-pub fn transpose_into(src: ArrayView2<f32>, dst: &mut ArrayViewMut2<f32>) {
-    let (r, c) = src.dim();
-    assert_eq!(dst.dim(), (c, r), "transpose_into: shapes");
-    const B: usize = 16;
-    let d = dst
-        .as_slice_mut()
-        .expect("transpose_into: dst must be in standard layout");
-    if let Some(s) = src.as_slice() {
-        for i0 in (0..r).step_by(B) {
-            for j0 in (0..c).step_by(B) {
-                for i in i0..(i0 + B).min(r) {
-                    let srow = &s[i * c..];
-                    for j in j0..(j0 + B).min(c) {
-                        d[j * r + i] = srow[j];
-                    }
-                }
-            }
-        }
-        return;
-    }
-    for ((i, j), &v) in src.indexed_iter() {
-        d[j * r + i] = v;
     }
 }
 
@@ -758,17 +721,5 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(3));
         close(&one, &matmul(a.view(), b.view()));
-    }
-
-    #[test]
-    fn transpose_of_views() {
-        let a = dense(37, 21, 2);
-        let mut t = Array2::zeros((21, 37));
-        transpose_into(a.view(), &mut t.view_mut());
-        assert_eq!(t, a.t());
-        // A strided (non-contiguous) source.
-        let mut back = Array2::zeros((21, 37));
-        transpose_into(t.t(), &mut back.view_mut());
-        assert_eq!(back, t);
     }
 }
