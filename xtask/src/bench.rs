@@ -120,17 +120,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 fn num(x: Option<f64>) -> String {
-    x.map_or("-".into(), |x| {
-        let s = format!("{:.0}", x);
-        let mut out = String::new();
-        for (i, ch) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(ch);
-        }
-        out
-    })
+    x.map_or("-".into(), |x| tegaki_nn::grouped(x.round() as usize))
 }
 
 /// Runs the task.

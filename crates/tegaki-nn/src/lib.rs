@@ -65,4 +65,4 @@ pub use layer::{Layer, Mode};
 pub use layers::*;
 pub use loss::{SoftmaxCrossEntropy, Targets, softmax_cross_entropy};
 pub use sequential::{EVAL_SLICE_VALUES, Sequential};
-pub use summary::summary;
+pub use summary::{grouped, summary};

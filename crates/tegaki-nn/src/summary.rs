@@ -4,7 +4,7 @@
 use crate::Sequential;
 
 /// Formats `n` with thousands separators: `79510` -> `79,510`.
-fn grouped(n: usize) -> String {
+pub fn grouped(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {

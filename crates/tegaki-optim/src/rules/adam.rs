@@ -53,12 +53,6 @@ tegaki_tensor::simd_dispatch! {
     }
 }
 
-/// Whether two arrays with equal shapes lay their elements out in the same
-/// order (so their memory-order slices line up element by element).
-fn same_order(a: &[isize], b: &[isize]) -> bool {
-    a == b
-}
-
 /// The shared Adam step; `AdamW` adds its decay before it.
 fn adam_update(
     cfg: &Adam,
@@ -89,9 +83,10 @@ fn adam_update(
     let consts = [beta1, beta2, step_size, bias2_sqrt, eps];
     // Contiguous tensors in one memory order: slice kernels compiled per
     // instruction set (vector sqrt and divide), in parallel pieces.
+    // Equal shapes and strides: memory-order slices line up element by element.
     let aligned = [grad.strides(), m.strides(), v.strides()]
         .iter()
-        .all(|s| same_order(value.strides(), s));
+        .all(|s| *s == value.strides());
     if aligned
         && let (Some(w), Some(g), Some(m), Some(v)) = (
             value.as_slice_memory_order_mut(),
