@@ -394,8 +394,8 @@ crate::simd_dispatch! {
     }
 }
 
-/// The AVX-512 kernel: 128-column tiles (eight registers of accumulators),
-/// then 64 and 32, then 16-column tiles, the last one masked. Measured
+/// The AVX-512 kernel: blocks of up to 128 columns, as one to eight
+/// registers of accumulators (the last one masked). Measured
 /// single-threaded: ~35-40 GFLOP/s (bound by reading `b`'s rows from L2),
 /// i.e. a dense-equivalent ~170 GFLOP/s at MNIST's ~20% density. Multiply
 /// and add stay separate instructions (not FMA), so the sums round exactly as

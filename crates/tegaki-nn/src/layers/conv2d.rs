@@ -386,11 +386,6 @@ impl Conv2d {
                 }
             }
         }
-        for (pw, _) in &mut self.partials {
-            if pw.dim() != (oc, taps) {
-                *pw = Array2::zeros((oc, taps));
-            }
-        }
         let geo = [g.out_w, g.stride_h, g.stride_w, wp, c, kh, kw];
         let pad = (g.pad_h, g.pad_w);
         let (h, wd) = (g.height, g.width);
