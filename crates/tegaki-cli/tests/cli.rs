@@ -1,61 +1,9 @@
 //! The `tegaki` binary end to end on a small generated dataset: train, eval,
 //! predict (contest file and image files) and the errors users meet.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn tegaki(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tegaki"))
-        .args(args)
-        .env("TEGAKI_THREADS", "2")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn tmpdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tegaki-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Class k is a vertical bar at column 3+2k.
-fn image(k: usize, i: usize) -> Vec<u8> {
-    (0..784)
-        .map(|p| {
-            let (y, x) = (p / 28, p % 28);
-            let noise = ((i * 13 + p * 7) % 40) as u8;
-            if x >= 3 + 2 * k && x < 5 + 2 * k && (4..24).contains(&y) {
-                250 - noise
-            } else {
-                noise
-            }
-        })
-        .collect()
-}
-
-fn write_data(dir: &Path) {
-    let mnist = dir.join("mnist");
-    std::fs::create_dir_all(&mnist).unwrap();
-    for (prefix, n) in [("train", 500usize), ("t10k", 100)] {
-        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        let images: Vec<u8> = (0..n).flat_map(|i| image(i % 10, i)).collect();
-        let mut f =
-            std::fs::File::create(mnist.join(format!("{prefix}-images-idx3-ubyte"))).unwrap();
-        tegaki_data::idx::write_idx(&mut f, &[n, 28, 28], &images).unwrap();
-        let mut f =
-            std::fs::File::create(mnist.join(format!("{prefix}-labels-idx1-ubyte"))).unwrap();
-        tegaki_data::idx::write_idx(&mut f, &[n], &labels).unwrap();
-    }
-}
+use common::{image, tegaki, text, tmpdir, write_data};
 
 const CONFIG: &str = r#"
 seed = 5
@@ -78,8 +26,8 @@ lr = 3e-3
 
 #[test]
 fn train_eval_predict_and_errors() {
-    let dir = tmpdir();
-    write_data(&dir);
+    let dir = tmpdir("");
+    write_data(&dir, 500, 100);
     let cfg = dir.join("tiny.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
     let data = dir.to_str().unwrap();
