@@ -217,44 +217,22 @@ fn run_folder_errors() {
         resume: true,
         ..quiet()
     };
-    let err = train_gan(
-        &config(false, 1),
-        &data(),
-        dir.path(),
-        &resume,
-        &mut SilentGanObserver,
-    )
-    .unwrap_err()
-    .to_string();
+    let run = |conditional: bool, epochs: usize, options: &GanOptions| {
+        train_gan(
+            &config(conditional, epochs),
+            &data(),
+            dir.path(),
+            options,
+            &mut SilentGanObserver,
+        )
+    };
+    let err = run(false, 1, &resume).unwrap_err().to_string();
     assert!(err.contains("last.safetensors does not exist"), "{err}");
-    train_gan(
-        &config(false, 1),
-        &data(),
-        dir.path(),
-        &quiet(),
-        &mut SilentGanObserver,
-    )
-    .unwrap();
-    let err = train_gan(
-        &config(false, 1),
-        &data(),
-        dir.path(),
-        &quiet(),
-        &mut SilentGanObserver,
-    )
-    .unwrap_err()
-    .to_string();
+    run(false, 1, &quiet()).unwrap();
+    let err = run(false, 1, &quiet()).unwrap_err().to_string();
     assert!(err.contains("already holds a run"), "{err}");
     // A conditional network cannot load an unconditional checkpoint.
-    let err = train_gan(
-        &config(true, 2),
-        &data(),
-        dir.path(),
-        &resume,
-        &mut SilentGanObserver,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run(true, 2, &resume).unwrap_err().to_string();
     assert!(err.contains("generator.") && err.contains("shape"), "{err}");
     let err = match Gan::open(&dir.path().join("nope")) {
         Err(e) => e.to_string(),
