@@ -22,6 +22,7 @@ pub mod recycle;
 pub mod rng;
 pub mod simd;
 pub mod sparse;
+pub mod winograd;
 
 pub use conv::{ConvGeometry, col2im, conv_output_size, im2col, try_conv_output_size};
 pub use init::Init;
