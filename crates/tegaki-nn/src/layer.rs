@@ -68,6 +68,27 @@ pub trait Layer: Send {
     /// restore them.
     fn visit_rngs(&mut self, _f: &mut dyn FnMut(&str, &mut SeededRng)) {}
 
+    /// In [`Mode::Eval`], the operation this layer performs if it is one
+    /// the layer before it may apply itself (see [`Layer::forward_fused`]).
+    fn fusable(&self) -> Option<Fusable> {
+        None
+    }
+
+    /// Drops what the last Train-mode forward kept, as an Eval-mode forward
+    /// does; called instead of `forward` on a layer whose work the layer
+    /// before it did.
+    fn fused_away(&mut self) {}
+
+    /// An Eval-mode forward that also applies a prefix of `then` (the
+    /// [`Fusable`] operations of the layers that follow, in order). Returns
+    /// the output and the length of the prefix applied; the default applies
+    /// none. Fusing saves a pass over the activations per operation, and the
+    /// full-size activation itself when a pooling is absorbed.
+    fn forward_fused(&mut self, x: ArrayD<f32>, then: &[Fusable]) -> (ArrayD<f32>, usize) {
+        let _ = then;
+        (self.forward(x, Mode::Eval), 0)
+    }
+
     /// Number of trainable scalars.
     fn num_params(&mut self) -> usize {
         let mut n = 0;
@@ -80,6 +101,16 @@ impl HasParams for dyn Layer + '_ {
     fn visit_params(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
         Layer::visit_params(self, f);
     }
+}
+
+/// An Eval-mode operation a layer may apply to its predecessor's output as
+/// that predecessor writes it ([`Layer::forward_fused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusable {
+    /// `max(0, x)`, as [`ReLU`](crate::ReLU).
+    Relu,
+    /// A 2x2, stride-2 max-pool, as `MaxPool2d::new((2, 2), (2, 2))`.
+    MaxPool2x2,
 }
 
 /// The message every layer panics with when `backward` comes before `forward`.

@@ -61,7 +61,7 @@ mod summary;
 
 pub use bce::bce_with_logits;
 pub use checkpoint::{CheckpointError, load_model, save_model};
-pub use layer::{Layer, Mode};
+pub use layer::{Fusable, Layer, Mode};
 pub use layers::*;
 pub use loss::{SoftmaxCrossEntropy, Targets, softmax_cross_entropy};
 pub use sequential::{EVAL_SLICE_VALUES, Sequential};

@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, Axis, Slice};
 use tegaki_tensor::{HasParams, Param, SeededRng};
 
-use crate::{Layer, Mode};
+use crate::{Fusable, Layer, Mode};
 
 /// Layers applied one after another; itself a [`Layer`], so chains nest.
 ///
@@ -119,6 +119,28 @@ impl std::fmt::Debug for Sequential {
 pub const EVAL_SLICE_VALUES: usize = 3 << 20;
 
 impl Sequential {
+    /// The Eval-mode chain: each layer is offered the [`Fusable`] operations
+    /// of the layers right after it (a convolution applies a following ReLU
+    /// and 2x2 max-pool as it writes its output); the layers it absorbs only
+    /// drop their Train-mode state.
+    fn forward_eval(&mut self, mut x: ArrayD<f32>) -> ArrayD<f32> {
+        let mut i = 0;
+        while i < self.layers.len() {
+            let then: Vec<Fusable> = self.layers[i + 1..]
+                .iter()
+                .map_while(|l| l.fusable())
+                .collect();
+            let (y, used) = self.layers[i].forward_fused(x, &then);
+            let used = used.min(then.len());
+            for layer in &mut self.layers[i + 1..i + 1 + used] {
+                layer.fused_away();
+            }
+            x = y;
+            i += 1 + used;
+        }
+        x
+    }
+
     /// Samples per Eval slice for inputs of `shape`: as many as fit
     /// [`EVAL_SLICE_VALUES`] in the largest per-sample activation (at least
     /// 16); the whole batch when the shapes do not check out (the forward
@@ -169,20 +191,20 @@ impl Layer for Sequential {
         } else {
             usize::MAX
         };
-        if n <= slice {
+        if mode == Mode::Train {
             return self
                 .layers
                 .iter_mut()
                 .fold(x, |x, layer| layer.forward(x, mode));
         }
+        if n <= slice {
+            return self.forward_eval(x);
+        }
         let mut out: Option<ArrayD<f32>> = None;
         for start in (0..n).step_by(slice) {
             let rows = Slice::from(start..(start + slice).min(n));
             let part = x.slice_axis(Axis(0), rows).to_owned();
-            let y = self
-                .layers
-                .iter_mut()
-                .fold(part, |x, layer| layer.forward(x, mode));
+            let y = self.forward_eval(part);
             let out = out.get_or_insert_with(|| {
                 let mut shape = y.shape().to_vec();
                 shape[0] = n;

@@ -10,7 +10,7 @@
 //! are processed on the rayon pool.
 
 use crate::layer::no_forward;
-use crate::{Layer, Mode};
+use crate::{Fusable, Layer, Mode};
 use ndarray::{ArrayD, Zip};
 use rayon::prelude::*;
 use tegaki_tensor::math;
@@ -340,6 +340,14 @@ impl Layer for ReLU {
 
     fn backward(&mut self, dy: ArrayD<f32>) -> ArrayD<f32> {
         self.mask.backward("ReLU", dy, &kernels::relu_backward)
+    }
+
+    fn fusable(&self) -> Option<Fusable> {
+        Some(Fusable::Relu)
+    }
+
+    fn fused_away(&mut self) {
+        self.mask.shape = None;
     }
 }
 

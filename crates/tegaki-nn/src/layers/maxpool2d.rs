@@ -6,7 +6,7 @@ use tegaki_tensor::conv::try_conv_output_size;
 
 use crate::layer::no_forward;
 use crate::layers::storage::{recycle_input, reuse_storage, standard};
-use crate::{Layer, Mode};
+use crate::{Fusable, Layer, Mode};
 
 /// Planes (one channel of one sample) per parallel task, so that small planes
 /// do not drown in scheduling overhead.
@@ -297,6 +297,14 @@ impl Layer for MaxPool2d {
             });
         self.spare = Some(dy);
         dx
+    }
+
+    fn fusable(&self) -> Option<Fusable> {
+        (self.kernel == (2, 2) && self.stride == (2, 2)).then_some(Fusable::MaxPool2x2)
+    }
+
+    fn fused_away(&mut self) {
+        self.cache = None;
     }
 }
 
