@@ -2,11 +2,16 @@
 
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use tegaki_tensor::SeededRng;
 
 use super::activation::{map_inplace, zip_assign};
 use crate::layer::no_forward;
 use crate::{Layer, Mode};
+
+/// Mask elements per parallel chunk (and the smallest mask drawn in parallel
+/// is two chunks): 16k ChaCha8 words take ~40 µs, well above a task's cost.
+const MASK_CHUNK: usize = 16 * 1024;
 
 /// Where Dropout compensates for the units it drops, so that the expected
 /// activation is the same in training and in evaluation.
@@ -45,6 +50,8 @@ pub struct Dropout {
     scaling: DropoutScaling,
     rng: SeededRng,
     cache: Option<Cache>,
+    /// The last mask, after backward, whose storage the next one reuses.
+    spare: Option<ArrayD<f32>>,
 }
 
 impl Dropout {
@@ -71,6 +78,7 @@ impl Dropout {
             scaling,
             rng: SeededRng::from_rng(rng),
             cache: None,
+            spare: None,
         }
     }
 
@@ -84,19 +92,47 @@ impl Dropout {
         self.scaling
     }
 
-    /// A mask of `shape`: each entry is `kept` with probability `1 - p`, else 0.
+    /// A fresh mask of `shape` (`kept` where the element survives, else 0),
+    /// in the storage of the last one when the shape is the same. Element
+    /// `i` survives when the generator's `i`-th next word is below
+    /// `(1 - p) * 2^32`. Chunks of the mask are drawn in parallel, each from
+    /// a copy of the generator moved to its first word (ChaCha can seek), so
+    /// the mask is the one a serial draw would give, on any number of threads.
     fn draw_mask(&mut self, shape: &[usize], kept: f32) -> ArrayD<f32> {
-        // Keep iff a uniform u32 falls below (1 - p)·2³²: one draw per element,
-        // exact to 2⁻³², no float conversion.
+        let mut mask = match self.spare.take() {
+            Some(m) if m.shape() == shape && m.is_standard_layout() => m,
+            _ => ArrayD::zeros(shape),
+        };
         let threshold = ((1.0 - f64::from(self.p)) * 4_294_967_296.0) as u64;
-        let rng = &mut self.rng;
-        ArrayD::from_shape_simple_fn(shape, || {
-            if u64::from(rng.next_u32()) < threshold {
-                kept
-            } else {
-                0.0
+        // The words in bulk (the same words, in the same order, as one
+        // `next_u32` per element), then thresholded in place.
+        let fill = |rng: &mut SeededRng, out: &mut [f32]| {
+            rng.fill_bytes(bytemuck::cast_slice_mut(out));
+            for v in out {
+                let word = u32::from_le_bytes(v.to_ne_bytes());
+                *v = if u64::from(word) < threshold {
+                    kept
+                } else {
+                    0.0
+                };
             }
-        })
+        };
+        let data = mask.as_slice_mut().expect("standard layout");
+        if data.len() < 2 * MASK_CHUNK {
+            fill(&mut self.rng, data);
+            return mask;
+        }
+        let start = self.rng.get_word_pos();
+        let base = &self.rng;
+        data.par_chunks_mut(MASK_CHUNK)
+            .enumerate()
+            .for_each(|(k, chunk)| {
+                let mut rng = base.clone();
+                rng.set_word_pos(start + (k * MASK_CHUNK) as u128);
+                fill(&mut rng, chunk);
+            });
+        self.rng.set_word_pos(start + data.len() as u128);
+        mask
     }
 }
 
@@ -147,6 +183,7 @@ impl Layer for Dropout {
                     m.shape()
                 );
                 zip_assign(&mut dy, &m, |g, m| g * m);
+                self.spare = Some(m);
             }
             Cache::Scale(s) if s != 1.0 => map_inplace(&mut dy, |g| g * s),
             Cache::Scale(_) => {}
@@ -214,6 +251,42 @@ mod tests {
         assert_ne!(a, b);
         let rows: Vec<_> = a.outer_iter().collect();
         assert!(rows.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn mask_is_the_serial_draw_on_any_number_of_threads() {
+        use rand::Rng;
+        // 2.5 chunks (the parallel path) and a small mask (the serial one),
+        // twice each, so the second draw starts where the first left off.
+        for len in [5 * MASK_CHUNK / 2 + 3, 777] {
+            let mut reference = rng::seeded(9);
+            let serial: Vec<Vec<f32>> = (0..2)
+                .map(|_| {
+                    (0..len)
+                        .map(|_| {
+                            if reference.next_u32() < 3 << 30 {
+                                4.0
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut d = Dropout::new(0.25, &mut rng::seeded(0));
+                d.rng = rng::seeded(9);
+                for want in &serial {
+                    let mask = pool.install(|| d.draw_mask(&[1, len], 4.0));
+                    assert_eq!(mask.as_slice().unwrap(), &want[..], "{len} on {threads}");
+                }
+                assert_eq!(d.rng.next_u32(), reference.clone().next_u32());
+            }
+        }
     }
 
     #[test]
