@@ -21,6 +21,11 @@
 //! non-zero) to the 32->64 convolution's backward. Their throughput still
 //! counts dense FLOPs, i.e. it is a dense-equivalent rate.
 //!
+//! The `conv_relu_pool_*` cases time Eval-mode inference of a convolution
+//! with the ReLU and 2x2 max-pool it absorbs (Winograd, fused), in the
+//! convolution's dense FLOPs; the 32->64 convolution's `forward` is Winograd
+//! too (dense-equivalent FLOPs).
+//!
 //! Also BatchNorm2d over 32 channels at 28x28 and BatchNorm1d over 1000
 //! features (the W2 MLP's), both in Train mode.
 //!
@@ -36,7 +41,8 @@ use rayon::prelude::*;
 use std::hint::black_box;
 use tegaki_nn::gradcheck::random_input;
 use tegaki_nn::{
-    BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Layer, Linear, MaxPool2d, Mode,
+    BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Layer, Linear, MaxPool2d, Mode, ReLU,
+    Sequential,
 };
 use tegaki_tensor::conv::{ConvGeometry, col2im, im2col};
 use tegaki_tensor::gemm::gemm;
@@ -125,7 +131,33 @@ fn flop_case_with(
     group.finish();
 }
 
+/// Eval-mode forward of `conv3x3(c -> oc)`, ReLU and 2x2 max-pool as one
+/// `Sequential` (the convolution applies the other two on its Winograd path),
+/// with throughput in the convolution's dense FLOPs.
+fn eval_conv_block(c: &mut Criterion, name: &str, channels: (usize, usize), side: usize) {
+    let r = &mut rng::seeded(5);
+    let (ci, co) = channels;
+    let mut net = Sequential::new()
+        .with(Conv2d::torch_default(ci, co, (3, 3), (1, 1), (1, 1), r))
+        .with(ReLU::new())
+        .with(MaxPool2d::new((2, 2), (2, 2)));
+    let x = random_input(&[BATCH, ci, side, side], 1);
+    let flops = 2 * (BATCH * co * side * side * ci * 9) as u64;
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(flops));
+    group.bench_function("eval_forward", |b| {
+        b.iter_batched(
+            || x.clone(),
+            |x| black_box(net.forward(x, Mode::Eval)),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 fn layers(c: &mut Criterion) {
+    eval_conv_block(c, "conv_relu_pool_1x32_28x28", (1, 32), 28);
+    eval_conv_block(c, "conv_relu_pool_32x64_14x14", (32, 64), 14);
     let r = &mut rng::seeded(0);
     flop_case(
         c,
