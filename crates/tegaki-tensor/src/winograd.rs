@@ -535,10 +535,65 @@ mod avx512 {
         let zip_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let zip_hi = _mm512_add_epi32(zip_lo, _mm512_set1_epi32(8));
         let zero = _mm512_setzero_ps();
+        // Aᵀ `$mm` A + bias and epilogue for tiles `$tx0 .. $tx0 + $k` of tile
+        // row `$ty`, stored into `$plane`. Macros, not closures: closures
+        // (and `array::map`) are not compiled with this function's target
+        // features, so their intrinsics would not inline.
+        macro_rules! finish {
+            ($mm:expr, $b:expr, $plane:expr, $ty:expr, $tx0:expr, $k:expr) => {{
+                let (mm, b, plane, ty, tx0, k) = ($mm, $b, $plane, $ty, $tx0, $k);
+                let mut s = [[zero; 4]; 2];
+                for j in 0..4 {
+                    s[0][j] = _mm512_add_ps(_mm512_add_ps(mm[j], mm[4 + j]), mm[8 + j]);
+                    s[1][j] = _mm512_sub_ps(_mm512_sub_ps(mm[4 + j], mm[8 + j]), mm[12 + j]);
+                }
+                let mut out = [[zero; 2]; 2];
+                for (pair, r) in out.iter_mut().zip(&s) {
+                    let sum3 = _mm512_add_ps(_mm512_add_ps(r[0], r[1]), r[2]);
+                    let diff3 = _mm512_sub_ps(_mm512_sub_ps(r[1], r[2]), r[3]);
+                    *pair = [_mm512_add_ps(sum3, b), _mm512_add_ps(diff3, b)];
+                    if epilogue != Epilogue::Bias {
+                        pair[0] = _mm512_max_ps(pair[0], zero);
+                        pair[1] = _mm512_max_ps(pair[1], zero);
+                    }
+                }
+                if epilogue == Epilogue::ReluPool {
+                    if 2 * ty + 1 < oh {
+                        // Tiles whose second column is inside the plane.
+                        let full = (ow / 2).saturating_sub(tx0).min(k);
+                        let pooled = _mm512_max_ps(
+                            _mm512_max_ps(_mm512_max_ps(out[0][0], out[0][1]), out[1][0]),
+                            out[1][1],
+                        );
+                        // SAFETY: outputs tx0 .. tx0 + full <= pw of row ty < ph.
+                        unsafe {
+                            let p = plane.as_mut_ptr().add(ty * pw + tx0);
+                            _mm512_mask_storeu_ps(p, lanes(full), pooled);
+                        }
+                    }
+                } else {
+                    for (i, [left, right]) in out.into_iter().enumerate() {
+                        let yr = 2 * ty + i;
+                        if yr >= oh {
+                            break;
+                        }
+                        let count = (ow - 2 * tx0).min(2 * k);
+                        // SAFETY: outputs 2tx0 .. 2tx0 + count <= ow of row yr.
+                        unsafe {
+                            let p = plane.as_mut_ptr().add(yr * ow + 2 * tx0);
+                            let first = _mm512_permutex2var_ps(left, zip_lo, right);
+                            _mm512_mask_storeu_ps(p, lanes(count), first);
+                            if count > 16 {
+                                let second = _mm512_permutex2var_ps(left, zip_hi, right);
+                                _mm512_mask_storeu_ps(p.add(16), lanes(count - 16), second);
+                            }
+                        }
+                    }
+                }
+            }};
+        }
         // The loop nest, with `$fill` setting `$mm` to the 16 vectors of M
-        // for tiles `$t0..` of output channel `$o`. A macro, not closures:
-        // closures (and `array::map`) are not compiled with this function's
-        // target features, so their intrinsics would not inline.
+        // for tiles `$t0..` of output channel `$o`.
         macro_rules! each_block {
             (|$o:ident, $t0:ident, $mask:ident, $mm:ident| $fill:block) => {
                 for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
@@ -550,61 +605,44 @@ mod avx512 {
                             let ($o, $t0, $mask) = (o, ty * tw + tx0, lanes(k));
                             let mut $mm = [zero; 16];
                             $fill
-                            let mm = $mm;
-                            let mut s = [[zero; 4]; 2];
-                            for j in 0..4 {
-                                s[0][j] = _mm512_add_ps(_mm512_add_ps(mm[j], mm[4 + j]), mm[8 + j]);
-                                s[1][j] =
-                                    _mm512_sub_ps(_mm512_sub_ps(mm[4 + j], mm[8 + j]), mm[12 + j]);
-                            }
-                            let mut out = [[zero; 2]; 2];
-                            for (pair, r) in out.iter_mut().zip(&s) {
-                                let sum3 = _mm512_add_ps(_mm512_add_ps(r[0], r[1]), r[2]);
-                                let diff3 = _mm512_sub_ps(_mm512_sub_ps(r[1], r[2]), r[3]);
-                                *pair = [_mm512_add_ps(sum3, b), _mm512_add_ps(diff3, b)];
-                                if epilogue != Epilogue::Bias {
-                                    pair[0] = _mm512_max_ps(pair[0], zero);
-                                    pair[1] = _mm512_max_ps(pair[1], zero);
-                                }
-                            }
-                            if epilogue == Epilogue::ReluPool {
-                                if 2 * ty + 1 < oh {
-                                    // Tiles whose second column is inside the plane.
-                                    let full = (ow / 2).saturating_sub(tx0).min(k);
-                                    let pooled = _mm512_max_ps(
-                                        _mm512_max_ps(_mm512_max_ps(out[0][0], out[0][1]), out[1][0]),
-                                        out[1][1],
-                                    );
-                                    // SAFETY: outputs tx0 .. tx0 + full <= pw of row ty < ph.
-                                    unsafe {
-                                        let p = plane.as_mut_ptr().add(ty * pw + tx0);
-                                        _mm512_mask_storeu_ps(p, lanes(full), pooled);
-                                    }
-                                }
-                            } else {
-                                for (i, [left, right]) in out.into_iter().enumerate() {
-                                    let yr = 2 * ty + i;
-                                    if yr >= oh {
-                                        break;
-                                    }
-                                    let count = (ow - 2 * tx0).min(2 * k);
-                                    // SAFETY: outputs 2tx0 .. 2tx0 + count <= ow of row yr.
-                                    unsafe {
-                                        let p = plane.as_mut_ptr().add(yr * ow + 2 * tx0);
-                                        let first = _mm512_permutex2var_ps(left, zip_lo, right);
-                                        _mm512_mask_storeu_ps(p, lanes(count), first);
-                                        if count > 16 {
-                                            let second = _mm512_permutex2var_ps(left, zip_hi, right);
-                                            _mm512_mask_storeu_ps(p.add(16), lanes(count - 16), second);
-                                        }
-                                    }
-                                }
-                            }
+                            finish!($mm, b, &mut *plane, ty, tx0, k);
                             tx0 += k;
                         }
                     }
                 }
             };
+        }
+        if let Source::UV { u, v } = src
+            && channels == 1
+        {
+            // One input channel: a block's 16 V vectors are loaded once and
+            // reused for every output channel.
+            for ty in 0..g.tiles_h {
+                let mut tx0 = 0;
+                while tx0 < tw {
+                    let k = (tw - tx0).min(16);
+                    let mut vv = [zero; 16];
+                    for (xi, val) in vv.iter_mut().enumerate() {
+                        // SAFETY: tiles ty*tw + tx0 .. + k lie inside V.
+                        *val = unsafe {
+                            _mm512_maskz_loadu_ps(
+                                lanes(k),
+                                v.as_ptr().add(xi * tiles + ty * tw + tx0),
+                            )
+                        };
+                    }
+                    for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
+                        let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
+                        let mut mm = [zero; 16];
+                        for (xi, acc) in mm.iter_mut().enumerate() {
+                            *acc = _mm512_mul_ps(_mm512_set1_ps(u[xi * oc + o]), vv[xi]);
+                        }
+                        finish!(mm, b, plane, ty, tx0, k);
+                    }
+                    tx0 += k;
+                }
+            }
+            return;
         }
         // SAFETY (both loads): tiles t0 .. t0 + k of the sample lie inside
         // the slices, as the caller checked.
