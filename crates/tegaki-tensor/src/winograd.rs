@@ -454,9 +454,77 @@ mod avx512 {
         let tw = g.tiles_w;
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let cols = [0, 1, 2, 3].map(|j| _mm512_add_epi32(even, _mm512_set1_epi32(j)));
+        // Narrow planes (a padded row fits one vector): two tile rows per
+        // step, lanes 0..tw from the first and tw..2tw from the second (whose
+        // patches start two padded rows lower), which the layout of V keeps
+        // adjacent. Halves the work for 14x14 planes (7 tiles a row).
+        let paired = pw <= 16;
+        let pair_cols = [0, 1, 2, 3].map(|j| {
+            let idx: [i32; 16] = std::array::from_fn(|l| {
+                let (row, tx) = if l < tw { (0, l) } else { (1, l - tw) };
+                if l < 2 * tw {
+                    (16 * row + 2 * tx + j) as i32
+                } else {
+                    0
+                }
+            });
+            // SAFETY: reads 16 i32 from a 16-element array.
+            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+        });
+        // Bᵀ `$d` B for `$k` tiles, stored from column `$base` of V.
+        macro_rules! emit {
+            ($d:expr, $k:expr, $base:expr) => {{
+                let (d, out_mask, base) = ($d, lanes($k), $base);
+                let mut t = [[_mm512_setzero_ps(); 4]; 4];
+                for j in 0..4 {
+                    t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                for (i, r) in t.iter().enumerate() {
+                    let vals = [
+                        _mm512_sub_ps(r[0], r[2]),
+                        _mm512_add_ps(r[1], r[2]),
+                        _mm512_sub_ps(r[2], r[1]),
+                        _mm512_sub_ps(r[1], r[3]),
+                    ];
+                    for (j, val) in vals.into_iter().enumerate() {
+                        // SAFETY: (i*4 + j) * sixteenth + base + k <=
+                        // 16 * sixteenth, as checked by the caller.
+                        unsafe {
+                            let p = v.as_mut_ptr().add((i * 4 + j) * sixteenth + base);
+                            _mm512_mask_storeu_ps(p, out_mask, val);
+                        }
+                    }
+                }
+            }};
+        }
         for (c, plane) in x.chunks_exact(g.height * g.width).enumerate() {
             pad_plane(plane, g, padded);
-            for ty in 0..g.tiles_h {
+            let mut ty = 0;
+            while ty < g.tiles_h {
+                if paired && ty + 1 < g.tiles_h {
+                    let row_mask = lanes(pw);
+                    let mut d = [[_mm512_setzero_ps(); 4]; 4];
+                    for (i, di) in d.iter_mut().enumerate() {
+                        // SAFETY: rows 2ty + i and 2ty + 2 + i <= 2 * tiles_h + 1
+                        // (ty + 1 < tiles_h), pw columns each, lie inside `padded`.
+                        let (lo, hi) = unsafe {
+                            let p = padded.as_ptr().add((2 * ty + i) * pw);
+                            (
+                                _mm512_maskz_loadu_ps(row_mask, p),
+                                _mm512_maskz_loadu_ps(row_mask, p.add(2 * pw)),
+                            )
+                        };
+                        for (dij, idx) in di.iter_mut().zip(&pair_cols) {
+                            *dij = _mm512_permutex2var_ps(lo, *idx, hi);
+                        }
+                    }
+                    emit!(d, 2 * tw, c * ld + col0 + ty * tw);
+                    ty += 2;
+                    continue;
+                }
                 let mut tx0 = 0;
                 while tx0 < tw {
                     let k = (tw - tx0).min(15);
@@ -478,34 +546,10 @@ mod avx512 {
                             *dij = _mm512_permutex2var_ps(lo, *idx, hi);
                         }
                     }
-                    // Bᵀ over rows, then B over columns.
-                    let mut t = [[_mm512_setzero_ps(); 4]; 4];
-                    for j in 0..4 {
-                        t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                        t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                        t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                        t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-                    }
-                    let out_mask = lanes(k);
-                    let base = c * ld + col0 + ty * tw + tx0;
-                    for (i, r) in t.iter().enumerate() {
-                        let vals = [
-                            _mm512_sub_ps(r[0], r[2]),
-                            _mm512_add_ps(r[1], r[2]),
-                            _mm512_sub_ps(r[2], r[1]),
-                            _mm512_sub_ps(r[1], r[3]),
-                        ];
-                        for (j, val) in vals.into_iter().enumerate() {
-                            // SAFETY: (i*4 + j) * sixteenth + base + k <=
-                            // 16 * sixteenth, as checked by the caller.
-                            unsafe {
-                                let p = v.as_mut_ptr().add((i * 4 + j) * sixteenth + base);
-                                _mm512_mask_storeu_ps(p, out_mask, val);
-                            }
-                        }
-                    }
+                    emit!(d, k, c * ld + col0 + ty * tw + tx0);
                     tx0 += k;
                 }
+                ty += 1;
             }
         }
     }
@@ -539,6 +583,28 @@ mod avx512 {
         // row `$ty`, stored into `$plane`. Macros, not closures: closures
         // (and `array::map`) are not compiled with this function's target
         // features, so their intrinsics would not inline.
+        // relu(Aᵀ `$mm` A + bias), max-pooled over each tile's four outputs.
+        macro_rules! pool_tiles {
+            ($mm:expr, $b:expr) => {{
+                let (mm, b) = ($mm, $b);
+                let mut s = [[zero; 4]; 2];
+                for j in 0..4 {
+                    s[0][j] = _mm512_add_ps(_mm512_add_ps(mm[j], mm[4 + j]), mm[8 + j]);
+                    s[1][j] = _mm512_sub_ps(_mm512_sub_ps(mm[4 + j], mm[8 + j]), mm[12 + j]);
+                }
+                let mut out = [[zero; 2]; 2];
+                for (pair, r) in out.iter_mut().zip(&s) {
+                    let sum3 = _mm512_add_ps(_mm512_add_ps(r[0], r[1]), r[2]);
+                    let diff3 = _mm512_sub_ps(_mm512_sub_ps(r[1], r[2]), r[3]);
+                    pair[0] = _mm512_max_ps(_mm512_add_ps(sum3, b), zero);
+                    pair[1] = _mm512_max_ps(_mm512_add_ps(diff3, b), zero);
+                }
+                _mm512_max_ps(
+                    _mm512_max_ps(_mm512_max_ps(out[0][0], out[0][1]), out[1][0]),
+                    out[1][1],
+                )
+            }};
+        }
         macro_rules! finish {
             ($mm:expr, $b:expr, $plane:expr, $ty:expr, $tx0:expr, $k:expr) => {{
                 let (mm, b, plane, ty, tx0, k) = ($mm, $b, $plane, $ty, $tx0, $k);
@@ -592,12 +658,32 @@ mod avx512 {
                 }
             }};
         }
+        // When every tile pools into one output (even planes), the pooled
+        // plane is the tile grid itself, in the same order: its tiles are
+        // taken as one flat run, 16 at a time, whatever the row width.
+        let flat = epilogue == Epilogue::ReluPool && oh % 2 == 0 && ow % 2 == 0;
         // The loop nest, with `$fill` setting `$mm` to the 16 vectors of M
         // for tiles `$t0..` of output channel `$o`.
         macro_rules! each_block {
             (|$o:ident, $t0:ident, $mask:ident, $mm:ident| $fill:block) => {
                 for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
                     let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
+                    if flat {
+                        let mut t0 = 0;
+                        while t0 < tiles {
+                            let k = (tiles - t0).min(16);
+                            let ($o, $t0, $mask) = (o, t0, lanes(k));
+                            let mut $mm = [zero; 16];
+                            $fill
+                            let pooled = pool_tiles!($mm, b);
+                            // SAFETY: outputs t0 .. t0 + k <= tiles = ph * pw.
+                            unsafe {
+                                _mm512_mask_storeu_ps(plane.as_mut_ptr().add(t0), lanes(k), pooled);
+                            }
+                            t0 += k;
+                        }
+                        continue;
+                    }
                     for ty in 0..g.tiles_h {
                         let mut tx0 = 0;
                         while tx0 < tw {
@@ -617,6 +703,33 @@ mod avx512 {
         {
             // One input channel: a block's 16 V vectors are loaded once and
             // reused for every output channel.
+            if flat {
+                let mut t0 = 0;
+                while t0 < tiles {
+                    let k = (tiles - t0).min(16);
+                    let mut vv = [zero; 16];
+                    for (xi, val) in vv.iter_mut().enumerate() {
+                        // SAFETY: tiles t0 .. t0 + k lie inside V.
+                        *val = unsafe {
+                            _mm512_maskz_loadu_ps(lanes(k), v.as_ptr().add(xi * tiles + t0))
+                        };
+                    }
+                    for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
+                        let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
+                        let mut mm = [zero; 16];
+                        for (xi, acc) in mm.iter_mut().enumerate() {
+                            *acc = _mm512_mul_ps(_mm512_set1_ps(u[xi * oc + o]), vv[xi]);
+                        }
+                        let pooled = pool_tiles!(mm, b);
+                        // SAFETY: outputs t0 .. t0 + k <= tiles = ph * pw.
+                        unsafe {
+                            _mm512_mask_storeu_ps(plane.as_mut_ptr().add(t0), lanes(k), pooled);
+                        }
+                    }
+                    t0 += k;
+                }
+                return;
+            }
             for ty in 0..g.tiles_h {
                 let mut tx0 = 0;
                 while tx0 < tw {
