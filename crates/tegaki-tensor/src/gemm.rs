@@ -5,10 +5,10 @@
 //! BLIS-style kernel with runtime CPU dispatch (AVX2, AVX-512, NEON), which
 //! accepts arbitrary strides, so transposed views cost nothing.
 //!
-//! Threading: a product is split across the rayon pool only when it is large
-//! enough to pay for the fork ([`PARALLEL_MIN_FLOPS`]) *and* the caller is not
-//! already running on a rayon worker (layers that parallelise over the batch
-//! call GEMM single-threaded from each worker, so the two never fight).
+//! Threading: [`gemm()`](fn@gemm) splits a product across the rayon pool when it
+//! is large enough to pay for the fork ([`PARALLEL_MIN_FLOPS`]); layers that
+//! parallelise over the batch call [`gemm_serial`] inside their tasks, so the
+//! two never fight.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
@@ -34,6 +34,29 @@ pub fn gemm(
     beta: f32,
     c: &mut ArrayViewMut2<f32>,
 ) {
+    gemm_on(alpha, a, b, beta, c, true);
+}
+
+/// [`gemm()`](fn@gemm) on the calling thread only: for callers already running
+/// as one of several parallel tasks.
+pub fn gemm_serial(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<f32>,
+) {
+    gemm_on(alpha, a, b, beta, c, false);
+}
+
+fn gemm_on(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<f32>,
+    may_split: bool,
+) {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert_eq!(
@@ -57,14 +80,12 @@ pub fn gemm(
         }
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_MIN_FLOPS
-        && rayon::current_thread_index().is_none()
-        && rayon::current_num_threads() > 1
-    {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
+    let parallelism =
+        if may_split && m * n * k >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+            gemm::Parallelism::Rayon(rayon::current_num_threads())
+        } else {
+            gemm::Parallelism::None
+        };
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);

@@ -305,7 +305,7 @@ pub fn dense_sparse_matmul(
                 } else {
                     let mut out = ArrayViewMut2::from_shape((rows, n), c_b).expect("block shape");
                     let beta = if accumulate { 1.0 } else { 0.0 };
-                    crate::gemm::gemm(1.0, view, b, beta, &mut out);
+                    crate::gemm::gemm_serial(1.0, view, b, beta, &mut out);
                 }
             });
         });

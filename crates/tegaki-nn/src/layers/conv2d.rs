@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use tegaki_tensor::conv::{
     ConvGeometry, col2im_sample_add_strided, im2col_sample_strided, try_conv_output_size,
 };
-use tegaki_tensor::gemm::gemm;
+use tegaki_tensor::gemm::gemm_serial;
 use tegaki_tensor::sparse::{self, Csr};
 use tegaki_tensor::winograd::{self, Epilogue, TILE_VALUES, TileGrid};
 use tegaki_tensor::{Init, Param, SeededRng};
@@ -311,7 +311,7 @@ impl Conv2d {
                         let mut m_xi =
                             ArrayViewMut2::from_shape((oc, ld), &mut m[xi * oc * ld..][..oc * ld])
                                 .expect("M size");
-                        gemm(1.0, u_xi, v_xi, 0.0, &mut m_xi);
+                        gemm_serial(1.0, u_xi, v_xi, 0.0, &mut m_xi);
                     }
                     for (s, y_s) in y_c.chunks_exact_mut(out_len).enumerate() {
                         winograd::transform_output(
@@ -415,11 +415,11 @@ impl Conv2d {
                     let cols_v =
                         ArrayView2::from_shape((ckk, ld), &cols[..ckk * ld]).expect("cols size");
                     let dyc_v = ArrayView2::from_shape((oc, ld), &dyc[..oc * ld]).expect("dy size");
-                    gemm(1.0, dyc_v, cols_v.t(), 0.0, &mut part_w.view_mut());
+                    gemm_serial(1.0, dyc_v, cols_v.t(), 0.0, &mut part_w.view_mut());
                     if want_dx {
                         let mut dcols = ArrayViewMut2::from_shape((ckk, ld), &mut cols[..ckk * ld])
                             .expect("cols size");
-                        gemm(1.0, w.t(), dyc_v, 0.0, &mut dcols);
+                        gemm_serial(1.0, w.t(), dyc_v, 0.0, &mut dcols);
                         for (s, x_s) in x_c.chunks_exact_mut(g.input_len()).enumerate() {
                             x_s.fill(0.0);
                             col2im_sample_add_strided(&cols[s * ohw..], &g, x_s, ld);
@@ -788,7 +788,7 @@ impl Conv2d {
                                 .expect("cols size");
                             let mut y_v =
                                 ArrayViewMut2::from_shape((oc, ohw), y_s).expect("output size");
-                            gemm(1.0, w, cols_v, 1.0, &mut y_v);
+                            gemm_serial(1.0, w, cols_v, 1.0, &mut y_v);
                         }
                         continue;
                     }
@@ -802,7 +802,7 @@ impl Conv2d {
                         ArrayView2::from_shape((ckk, ld), &cols[..ckk * ld]).expect("cols size");
                     let mut prod_v = ArrayViewMut2::from_shape((oc, ld), &mut prod[..oc * ld])
                         .expect("product size");
-                    gemm(1.0, w, cols_v, 0.0, &mut prod_v);
+                    gemm_serial(1.0, w, cols_v, 0.0, &mut prod_v);
                     for (s, y_s) in y_c.chunks_exact_mut(oc * ohw).enumerate() {
                         for (o, plane) in y_s.chunks_exact_mut(ohw).enumerate() {
                             let src = &prod[o * ld + s * ohw..][..ohw];

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use tegaki_tensor::conv::{
     ConvGeometry, col2im_sample_add, conv_transpose_output_size, im2col_sample,
 };
-use tegaki_tensor::gemm::gemm;
+use tegaki_tensor::gemm::gemm_serial;
 use tegaki_tensor::{Init, Param, SeededRng};
 
 use crate::layer::no_forward;
@@ -259,7 +259,7 @@ impl ConvTranspose2d {
                         let beta = if s == 0 { 0.0 } else { 1.0 };
                         {
                             let x_v = ArrayView2::from_shape((ic, hw), &*x_s).expect("x size");
-                            gemm(1.0, x_v, cols_v.t(), beta, &mut part_w.view_mut());
+                            gemm_serial(1.0, x_v, cols_v.t(), beta, &mut part_w.view_mut());
                         }
                         for (b, p) in part_b.iter_mut().zip(dy_s.chunks_exact(plane)) {
                             *b += lane_sum(p);
@@ -267,7 +267,7 @@ impl ConvTranspose2d {
                         if want_dx {
                             let mut dx_v =
                                 ArrayViewMut2::from_shape((ic, hw), x_s).expect("x size");
-                            gemm(1.0, w, cols_v, 0.0, &mut dx_v);
+                            gemm_serial(1.0, w, cols_v, 0.0, &mut dx_v);
                         }
                     }
                 },
@@ -356,7 +356,7 @@ impl Layer for ConvTranspose2d {
                         let x_v = ArrayView2::from_shape((ic, hw), x_s).expect("x size");
                         let mut cols_v =
                             ArrayViewMut2::from_shape((ckk, hw), &mut cols[..]).expect("cols size");
-                        gemm(1.0, w.t(), x_v, 0.0, &mut cols_v);
+                        gemm_serial(1.0, w.t(), x_v, 0.0, &mut cols_v);
                         if let Some(bias) = bias {
                             for (p, b) in y_s.chunks_exact_mut(plane).zip(bias) {
                                 p.fill(*b);
