@@ -57,6 +57,9 @@ pub struct Args {
     /// kernels only).
     #[arg(long)]
     dense: bool,
+    /// Turn off tegaki's Winograd convolutions (im2col + GEMM everywhere).
+    #[arg(long)]
+    no_winograd: bool,
     /// Python of the anchors' virtual environment: also run PyTorch and JAX
     /// (`anchors/python/bench.py`) side by side and print a ratio table.
     #[arg(long, value_name = "PYTHON")]
@@ -162,6 +165,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .arg(&data);
             if args.dense {
                 cmd.arg("--dense");
+            }
+            if args.no_winograd {
+                cmd.arg("--no-winograd");
             }
             let ours = json_line(cmd, &format!("tegaki-bench --workload {w}"))?;
             writeln!(log, "{ours}")?;

@@ -178,6 +178,9 @@ struct Args {
     /// backward on mostly-zero gradients), to measure the dense kernels alone.
     #[arg(long)]
     dense: bool,
+    /// Turn off Winograd convolution (im2col + GEMM everywhere).
+    #[arg(long)]
+    no_winograd: bool,
 }
 
 /// A network bound to one minibatch, as the optimizers step it.
@@ -350,6 +353,9 @@ fn main() -> anyhow::Result<()> {
     }
     parallel::set_num_threads(args.threads).map_err(anyhow::Error::msg)?;
     tegaki_tensor::sparse::set_enabled(!args.dense);
+    if args.no_winograd {
+        tegaki_tensor::winograd::set_enabled(false);
+    }
     let load_start = loadavg();
     let data_dir = resolve_data_dir(args.data_dir.as_deref());
     let (train, test) = load_mnist(&data_dir)?;
@@ -416,7 +422,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         concat!(
             "{{\"impl\": \"tegaki\", \"workload\": \"{}\", \"workload_name\": \"{}\", ",
-            "\"threads\": {}, \"sparse_paths\": {}, \"versions\": {{\"tegaki\": \"{}\"}}, \"data\": \"mnist\", ",
+            "\"threads\": {}, \"sparse_paths\": {}, \"winograd\": {}, \"versions\": {{\"tegaki\": \"{}\"}}, \"data\": \"mnist\", ",
             "\"train_images_per_s\": {:.1}, \"train_window_rates\": [{}], ",
             "\"infer_images_per_s\": {:.1}, \"infer_batch\": {}, ",
             "\"peak_rss_mb\": {}, \"train_peak_rss_mb\": {}, \"rss_baseline_mb\": {}, ",
@@ -430,6 +436,7 @@ fn main() -> anyhow::Result<()> {
         w.name(),
         args.threads,
         !args.dense,
+        tegaki_tensor::winograd::enabled(),
         env!("CARGO_PKG_VERSION"),
         train_rate,
         rates_json.join(", "),

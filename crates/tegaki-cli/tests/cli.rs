@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{image, tegaki, text, tmpdir, write_data};
+use common::{image, tegaki, tegaki_with_env, text, tmpdir, write_data};
 
 const CONFIG: &str = r#"
 seed = 5
@@ -180,4 +180,68 @@ fn train_eval_predict_and_errors() {
         text(&o)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A small CNN whose 3x3 convolutions take the Winograd path (the second has
+/// 8 input channels; both are followed by ReLU + pool, which Eval fuses).
+const CNN_CONFIG: &str = r#"
+seed = 3
+epochs = 2
+batch_size = 25
+[data]
+dataset = "mnist"
+validation = 50
+[model]
+layers = [
+  { type = "conv2d", out_channels = 8, kernel = 3, padding = 1 },
+  { type = "relu" },
+  { type = "maxpool2d", kernel = 2 },
+  { type = "conv2d", out_channels = 8, kernel = 3, padding = 1 },
+  { type = "relu" },
+  { type = "maxpool2d", kernel = 2 },
+  { type = "flatten" },
+  { type = "linear", out_features = 10 },
+]
+[optimizer]
+name = "adam"
+lr = 3e-3
+"#;
+
+#[test]
+fn cnn_evaluates_the_same_with_and_without_winograd() {
+    let dir = tmpdir("cnn");
+    write_data(&dir, 300, 100);
+    let cfg = dir.join("cnn.toml");
+    std::fs::write(&cfg, CNN_CONFIG).unwrap();
+    let data = dir.to_str().unwrap();
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let o = tegaki(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--out",
+        run_s,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let accuracy = |env: &[(&str, &str)]| {
+        let o = tegaki_with_env(&["eval", "--run", run_s, "--data-dir", data], env);
+        assert!(o.status.success(), "{}", text(&o));
+        let out = text(&o);
+        let line = out
+            .lines()
+            .find(|l| l.contains("test accuracy"))
+            .unwrap_or_else(|| panic!("{out}"));
+        line.split_whitespace().nth(2).unwrap().to_string()
+    };
+    let winograd = accuracy(&[]);
+    let im2col = accuracy(&[("TEGAKI_NO_WINOGRAD", "1")]);
+    // Rounding differs by ulps; on 100 images no prediction flips.
+    assert_eq!(winograd, im2col);
+    assert!(
+        winograd.trim_end_matches('%').parse::<f64>().unwrap() > 50.0,
+        "{winograd}"
+    );
 }

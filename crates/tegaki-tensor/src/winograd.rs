@@ -17,8 +17,42 @@
 //! few ulps of the inputs' magnitude (see the tests), well inside f32 training
 //! noise.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 /// Values per transformed tile (4x4).
 pub const TILE_VALUES: usize = 16;
+
+/// 0: not decided yet (read `TEGAKI_NO_WINOGRAD` on first use), 1 on, 2 off.
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+/// Turns the Winograd paths of `Conv2d` on or off for the whole process. On by
+/// default where the CPU has AVX-512 ([`crate::simd::level`] 2), unless the
+/// environment variable `TEGAKI_NO_WINOGRAD` is set (the switch exists to
+/// measure what Winograd changes: speed, or rounding). Without AVX-512 the
+/// transforms run their portable one-tile-at-a-time versions, which made W3
+/// inference 2x slower than im2col on the baseline instruction set, so they
+/// stay off there unless turned on here.
+pub fn set_enabled(on: bool) {
+    STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether layers should use Winograd where it applies.
+pub fn enabled() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var_os("TEGAKI_NO_WINOGRAD").is_none() && crate::simd::level() == 2;
+            // A concurrent set_enabled wins over the environment.
+            let _ = STATE.compare_exchange(
+                0,
+                if on { 1 } else { 2 },
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            STATE.load(Ordering::Relaxed) == 1
+        }
+        state => state == 1,
+    }
+}
 
 /// The tile grid of one sample: a 3x3, stride-1 convolution of a
 /// `channels x height x width` input with `pad` zeros on each side.
@@ -1018,6 +1052,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `TEGAKI_NO_WINOGRAD` turns the paths off (checked in a child process,
+    /// so this process's switch stays untouched for the other tests).
+    #[test]
+    fn environment_turns_winograd_off() {
+        if std::env::var_os("TEGAKI_WINOGRAD_CHILD").is_some() {
+            assert!(!enabled());
+            set_enabled(true);
+            assert!(enabled());
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "winograd::tests::environment_turns_winograd_off"])
+            .env("TEGAKI_WINOGRAD_CHILD", "1")
+            .env("TEGAKI_NO_WINOGRAD", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
     }
 
     #[test]

@@ -6,9 +6,15 @@ use std::process::{Command, Output};
 
 /// Runs the `tegaki` binary with `args` on 2 threads.
 pub fn tegaki(args: &[&str]) -> Output {
+    tegaki_with_env(args, &[])
+}
+
+/// [`tegaki`] with extra environment variables.
+pub fn tegaki_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tegaki"))
         .args(args)
         .env("TEGAKI_THREADS", "2")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }

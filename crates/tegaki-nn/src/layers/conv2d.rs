@@ -230,10 +230,10 @@ impl Conv2d {
     }
 
     /// The Winograd tile grid, when this forward can use it: a 3x3, stride-1
-    /// kernel (unless a test pinned the im2col path).
+    /// kernel, with [`winograd::enabled`] (unless a test pinned the path).
     fn winograd_grid(&self, g: &ConvGeometry) -> Option<TileGrid> {
         let fits = self.kernel == (3, 3) && self.stride == (1, 1);
-        if !fits || !self.force_winograd.unwrap_or(true) {
+        if !fits || !self.force_winograd.unwrap_or_else(winograd::enabled) {
             return None;
         }
         TileGrid::new((g.channels, g.height, g.width), self.padding)
