@@ -301,16 +301,12 @@ pub fn transform_output(
     epilogue: Epilogue,
     y: &mut [f32],
 ) {
-    let oc = check_output(grid, bias, epilogue, y);
+    let (h, w) = epilogue.out_dims(grid);
+    let oc = y.len() / (h * w).max(1);
+    check_output(grid, bias, epilogue, y, oc);
     assert!(m.len() / TILE_VALUES >= oc * ld, "winograd: M too short");
     assert!(col0 + grid.tiles() <= ld, "winograd: tiles overflow ld");
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::level() == 2 {
-        // SAFETY: AVX-512F is present (level 2); the lengths were checked.
-        unsafe { avx512::transform_output(Source::M { m, ld, col0 }, grid, bias, epilogue, y) };
-        return;
-    }
-    transform_output_portable(Source::M { m, ld, col0 }, grid, bias, epilogue, y);
+    output(Source::M { m, ld, col0 }, grid, bias, epilogue, y);
 }
 
 /// The whole convolution of one sample with few input channels: `M = U · V`
@@ -332,37 +328,41 @@ pub fn multiply_transform(
     let c = grid.channels;
     let oc = u.len() / (TILE_VALUES * c);
     assert_eq!(u.len(), TILE_VALUES * oc * c, "winograd: U length");
-    let (h, w) = epilogue.out_dims(grid);
-    assert_eq!(y.len(), oc * h * w, "winograd: output length");
-    assert!(
-        bias.is_none_or(|b| b.len() >= oc),
-        "winograd: bias too short"
-    );
+    check_output(grid, bias, epilogue, y, oc);
     assert_eq!(
         v.len(),
         TILE_VALUES * c * grid.tiles(),
         "winograd: V length"
     );
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::level() == 2 {
-        // SAFETY: AVX-512F is present (level 2); the lengths were checked.
-        unsafe { avx512::transform_output(Source::UV { u, v }, grid, bias, epilogue, y) };
-        return;
-    }
-    transform_output_portable(Source::UV { u, v }, grid, bias, epilogue, y);
+    output(Source::UV { u, v }, grid, bias, epilogue, y);
 }
 
-/// Checks `y` and `bias` against `grid` and returns the output channels.
-fn check_output(g: &TileGrid, bias: Option<&[f32]>, epilogue: Epilogue, y: &[f32]) -> usize {
+/// Checks `y` and `bias` against `grid` and `oc` output channels.
+fn check_output(g: &TileGrid, bias: Option<&[f32]>, epilogue: Epilogue, y: &[f32], oc: usize) {
     let (h, w) = epilogue.out_dims(g);
-    let plane = (h * w).max(1);
-    let oc = y.len() / plane;
     assert_eq!(y.len(), oc * h * w, "winograd: output length");
     assert!(
         bias.is_none_or(|b| b.len() >= oc),
         "winograd: bias too short"
     );
-    oc
+}
+
+/// The output transform from `src`: AVX-512 when available, else portable.
+/// The caller checked the slice lengths.
+fn output(
+    src: Source<'_>,
+    grid: &TileGrid,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    y: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::level() == 2 {
+        // SAFETY: AVX-512F is present (level 2); the lengths were checked.
+        unsafe { avx512::transform_output(src, grid, bias, epilogue, y) };
+        return;
+    }
+    transform_output_portable(src, grid, bias, epilogue, y);
 }
 
 /// Where the output transform reads `M` from.
@@ -613,33 +613,16 @@ mod avx512 {
         let zip_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let zip_hi = _mm512_add_epi32(zip_lo, _mm512_set1_epi32(8));
         let zero = _mm512_setzero_ps();
+        // When every tile pools into one output (even planes), the pooled
+        // plane is the tile grid itself, in the same order: its tiles are
+        // taken as one row, 16 at a time, whatever the row width.
+        let flat = epilogue == Epilogue::ReluPool && oh % 2 == 0 && ow % 2 == 0;
+        let (rows, width) = if flat { (1, tiles) } else { (g.tiles_h, tw) };
         // Aᵀ `$mm` A + bias and epilogue for tiles `$tx0 .. $tx0 + $k` of tile
-        // row `$ty`, stored into `$plane`. Macros, not closures: closures
-        // (and `array::map`) are not compiled with this function's target
-        // features, so their intrinsics would not inline.
-        // relu(Aᵀ `$mm` A + bias), max-pooled over each tile's four outputs.
-        macro_rules! pool_tiles {
-            ($mm:expr, $b:expr) => {{
-                let (mm, b) = ($mm, $b);
-                let mut s = [[zero; 4]; 2];
-                for j in 0..4 {
-                    s[0][j] = _mm512_add_ps(_mm512_add_ps(mm[j], mm[4 + j]), mm[8 + j]);
-                    s[1][j] = _mm512_sub_ps(_mm512_sub_ps(mm[4 + j], mm[8 + j]), mm[12 + j]);
-                }
-                let mut out = [[zero; 2]; 2];
-                for (pair, r) in out.iter_mut().zip(&s) {
-                    let sum3 = _mm512_add_ps(_mm512_add_ps(r[0], r[1]), r[2]);
-                    let diff3 = _mm512_sub_ps(_mm512_sub_ps(r[1], r[2]), r[3]);
-                    pair[0] = _mm512_max_ps(_mm512_add_ps(sum3, b), zero);
-                    pair[1] = _mm512_max_ps(_mm512_add_ps(diff3, b), zero);
-                }
-                _mm512_max_ps(
-                    _mm512_max_ps(_mm512_max_ps(out[0][0], out[0][1]), out[1][0]),
-                    out[1][1],
-                )
-            }};
-        }
-        macro_rules! finish {
+        // row `$ty` (of `rows` x `width`), stored into `$plane`. Macros, not
+        // closures: closures (and `array::map`) are not compiled with this
+        // function's target features, so their intrinsics would not inline.
+        macro_rules! emit {
             ($mm:expr, $b:expr, $plane:expr, $ty:expr, $tx0:expr, $k:expr) => {{
                 let (mm, b, plane, ty, tx0, k) = ($mm, $b, $plane, $ty, $tx0, $k);
                 let mut s = [[zero; 4]; 2];
@@ -658,18 +641,24 @@ mod avx512 {
                     }
                 }
                 if epilogue == Epilogue::ReluPool {
-                    if 2 * ty + 1 < oh {
-                        // Tiles whose second column is inside the plane.
-                        let full = (ow / 2).saturating_sub(tx0).min(k);
-                        let pooled = _mm512_max_ps(
-                            _mm512_max_ps(_mm512_max_ps(out[0][0], out[0][1]), out[1][0]),
-                            out[1][1],
-                        );
-                        // SAFETY: outputs tx0 .. tx0 + full <= pw of row ty < ph.
-                        unsafe {
-                            let p = plane.as_mut_ptr().add(ty * pw + tx0);
-                            _mm512_mask_storeu_ps(p, lanes(full), pooled);
-                        }
+                    // Where the pooled values go and how many: the whole step
+                    // in a flat run, else the tiles whose second row and
+                    // column are inside the plane.
+                    let (at, count) = if flat {
+                        (tx0, k)
+                    } else if 2 * ty + 1 < oh {
+                        (ty * pw + tx0, (ow / 2).saturating_sub(tx0).min(k))
+                    } else {
+                        (0, 0)
+                    };
+                    let pooled = _mm512_max_ps(
+                        _mm512_max_ps(_mm512_max_ps(out[0][0], out[0][1]), out[1][0]),
+                        out[1][1],
+                    );
+                    // SAFETY: outputs at .. at + count lie inside the
+                    // ph x pw plane.
+                    unsafe {
+                        _mm512_mask_storeu_ps(plane.as_mut_ptr().add(at), lanes(count), pooled);
                     }
                 } else {
                     for (i, [left, right]) in out.into_iter().enumerate() {
@@ -692,104 +681,53 @@ mod avx512 {
                 }
             }};
         }
-        // When every tile pools into one output (even planes), the pooled
-        // plane is the tile grid itself, in the same order: its tiles are
-        // taken as one flat run, 16 at a time, whatever the row width.
-        let flat = epilogue == Epilogue::ReluPool && oh % 2 == 0 && ow % 2 == 0;
-        // The loop nest, with `$fill` setting `$mm` to the 16 vectors of M
-        // for tiles `$t0..` of output channel `$o`.
+        // The steps: up to 16 tiles of a row at a time.
+        let steps = (0..rows).flat_map(|ty| {
+            (0..width)
+                .step_by(16)
+                .map(move |tx0| (ty, tx0, (width - tx0).min(16)))
+        });
+        if let Source::UV { u, v } = src
+            && channels == 1
+        {
+            // One input channel: a step's 16 V vectors are loaded once and
+            // reused for every output channel.
+            for (ty, tx0, k) in steps {
+                let mut vv = [zero; 16];
+                for (xi, val) in vv.iter_mut().enumerate() {
+                    // SAFETY: tiles ty*width + tx0 .. + k lie inside V.
+                    *val = unsafe {
+                        _mm512_maskz_loadu_ps(
+                            lanes(k),
+                            v.as_ptr().add(xi * tiles + ty * width + tx0),
+                        )
+                    };
+                }
+                for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
+                    let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
+                    let mut mm = [zero; 16];
+                    for (xi, acc) in mm.iter_mut().enumerate() {
+                        *acc = _mm512_mul_ps(_mm512_set1_ps(u[xi * oc + o]), vv[xi]);
+                    }
+                    emit!(mm, b, plane, ty, tx0, k);
+                }
+            }
+            return;
+        }
+        // Every output channel over every step, with `$fill` setting `$mm`
+        // to the 16 vectors of M for tiles `$t0..` of output channel `$o`.
         macro_rules! each_block {
             (|$o:ident, $t0:ident, $mask:ident, $mm:ident| $fill:block) => {
                 for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
                     let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
-                    if flat {
-                        let mut t0 = 0;
-                        while t0 < tiles {
-                            let k = (tiles - t0).min(16);
-                            let ($o, $t0, $mask) = (o, t0, lanes(k));
-                            let mut $mm = [zero; 16];
-                            $fill
-                            let pooled = pool_tiles!($mm, b);
-                            // SAFETY: outputs t0 .. t0 + k <= tiles = ph * pw.
-                            unsafe {
-                                _mm512_mask_storeu_ps(plane.as_mut_ptr().add(t0), lanes(k), pooled);
-                            }
-                            t0 += k;
-                        }
-                        continue;
-                    }
-                    for ty in 0..g.tiles_h {
-                        let mut tx0 = 0;
-                        while tx0 < tw {
-                            let k = (tw - tx0).min(16);
-                            let ($o, $t0, $mask) = (o, ty * tw + tx0, lanes(k));
-                            let mut $mm = [zero; 16];
-                            $fill
-                            finish!($mm, b, &mut *plane, ty, tx0, k);
-                            tx0 += k;
-                        }
+                    for (ty, tx0, k) in steps.clone() {
+                        let ($o, $t0, $mask) = (o, ty * width + tx0, lanes(k));
+                        let mut $mm = [zero; 16];
+                        $fill
+                        emit!($mm, b, &mut *plane, ty, tx0, k);
                     }
                 }
             };
-        }
-        if let Source::UV { u, v } = src
-            && channels == 1
-        {
-            // One input channel: a block's 16 V vectors are loaded once and
-            // reused for every output channel.
-            if flat {
-                let mut t0 = 0;
-                while t0 < tiles {
-                    let k = (tiles - t0).min(16);
-                    let mut vv = [zero; 16];
-                    for (xi, val) in vv.iter_mut().enumerate() {
-                        // SAFETY: tiles t0 .. t0 + k lie inside V.
-                        *val = unsafe {
-                            _mm512_maskz_loadu_ps(lanes(k), v.as_ptr().add(xi * tiles + t0))
-                        };
-                    }
-                    for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
-                        let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
-                        let mut mm = [zero; 16];
-                        for (xi, acc) in mm.iter_mut().enumerate() {
-                            *acc = _mm512_mul_ps(_mm512_set1_ps(u[xi * oc + o]), vv[xi]);
-                        }
-                        let pooled = pool_tiles!(mm, b);
-                        // SAFETY: outputs t0 .. t0 + k <= tiles = ph * pw.
-                        unsafe {
-                            _mm512_mask_storeu_ps(plane.as_mut_ptr().add(t0), lanes(k), pooled);
-                        }
-                    }
-                    t0 += k;
-                }
-                return;
-            }
-            for ty in 0..g.tiles_h {
-                let mut tx0 = 0;
-                while tx0 < tw {
-                    let k = (tw - tx0).min(16);
-                    let mut vv = [zero; 16];
-                    for (xi, val) in vv.iter_mut().enumerate() {
-                        // SAFETY: tiles ty*tw + tx0 .. + k lie inside V.
-                        *val = unsafe {
-                            _mm512_maskz_loadu_ps(
-                                lanes(k),
-                                v.as_ptr().add(xi * tiles + ty * tw + tx0),
-                            )
-                        };
-                    }
-                    for (o, plane) in y.chunks_exact_mut(plane_len).enumerate() {
-                        let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
-                        let mut mm = [zero; 16];
-                        for (xi, acc) in mm.iter_mut().enumerate() {
-                            *acc = _mm512_mul_ps(_mm512_set1_ps(u[xi * oc + o]), vv[xi]);
-                        }
-                        finish!(mm, b, plane, ty, tx0, k);
-                    }
-                    tx0 += k;
-                }
-            }
-            return;
         }
         // SAFETY (both loads): tiles t0 .. t0 + k of the sample lie inside
         // the slices, as the caller checked.
