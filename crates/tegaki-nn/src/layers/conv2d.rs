@@ -36,27 +36,28 @@ const WINOGRAD_GEMM_CHANNELS: usize = 8;
 const WINOGRAD_TILES: usize = 200;
 
 /// How a batch of `n` samples is split: `CHUNK`-sample chunks (the unit of
-/// GEMM and of the weight-gradient partial sums) in `groups` contiguous runs of
+/// GEMM and of the weight-gradient partial sums) in contiguous runs of
 /// `chunks_per_group`, one parallel task and one scratch buffer per run.
 struct Plan {
-    groups: usize,
     chunks_per_group: usize,
 }
 
 impl Plan {
     /// A few tasks per thread, so that a thread held up by other load does
-    /// not hold up the whole pass; never fewer than `have` buffers already
-    /// allocate (so they are reused, not dropped).
-    fn new(n: usize, have: usize) -> Self {
+    /// not hold up the whole pass; never fewer than the buffers `scratch`
+    /// already holds (so they are reused, not dropped), and `scratch` grown
+    /// to one buffer per group.
+    fn new(n: usize, scratch: &mut Vec<Vec<f32>>) -> Self {
         let chunks = n.div_ceil(CHUNK).max(1);
         let wanted = (4 * rayon::current_num_threads())
-            .max(have)
+            .max(scratch.len())
             .clamp(1, chunks);
         let chunks_per_group = chunks.div_ceil(wanted);
-        Self {
-            groups: chunks.div_ceil(chunks_per_group),
-            chunks_per_group,
+        let groups = chunks.div_ceil(chunks_per_group);
+        if scratch.len() < groups {
+            scratch.resize_with(groups, Vec::new);
         }
+        Self { chunks_per_group }
     }
 }
 
@@ -258,14 +259,8 @@ impl Conv2d {
             &mut self.winograd_u,
         );
         let u = &self.winograd_u[..];
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| b.value.as_slice_memory_order().expect("contiguous bias"));
-        let plan = Plan::new(n, self.scratch.len());
-        if self.scratch.len() < plan.groups {
-            self.scratch.resize_with(plan.groups, Vec::new);
-        }
+        let bias = bias_values(&self.bias);
+        let plan = Plan::new(n, &mut self.scratch);
         let group = plan.chunks_per_group * CHUNK;
         let use_gemm = c >= WINOGRAD_GEMM_CHANNELS;
         let per = if use_gemm {
@@ -370,10 +365,7 @@ impl Conv2d {
             .view()
             .into_shape_with_order((oc, ckk))
             .expect("weight is contiguous");
-        let plan = Plan::new(n, self.scratch.len());
-        if self.scratch.len() < plan.groups {
-            self.scratch.resize_with(plan.groups, Vec::new);
-        }
+        let plan = Plan::new(n, &mut self.scratch);
         if sparse {
             self.sparse_partials(&mut input, dy, &g, plan, want_dx);
             self.reduce_partials(true);
@@ -562,6 +554,12 @@ impl Conv2d {
 const MAX_SPARSE_DY_DENSITY: f64 = 0.35;
 
 /// Fraction of non-zero entries.
+/// The bias's values, if there is a bias.
+fn bias_values(bias: &Option<Param>) -> Option<&[f32]> {
+    bias.as_ref()
+        .map(|b| b.value.as_slice_memory_order().expect("contiguous bias"))
+}
+
 fn density(xs: &[f32]) -> f64 {
     let nnz = sparse::count_nonzero(xs);
     nnz as f64 / xs.len().max(1) as f64
@@ -748,14 +746,8 @@ impl Conv2d {
             .view()
             .into_shape_with_order((oc, ckk))
             .expect("weight is contiguous");
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| b.value.as_slice_memory_order().expect("contiguous bias"));
-        let plan = Plan::new(n, self.scratch.len());
-        if self.scratch.len() < plan.groups {
-            self.scratch.resize_with(plan.groups, Vec::new);
-        }
+        let bias = bias_values(&self.bias);
+        let plan = Plan::new(n, &mut self.scratch);
         let need = ckk * CHUNK * ohw + oc * CHUNK * ohw;
         y.as_slice_mut()
             .expect("standard layout")
