@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::Output;
+
 use common::{image, tegaki, tegaki_with_env, text, tmpdir, write_data};
 
 const CONFIG: &str = r#"
@@ -24,6 +27,19 @@ name = "adam"
 lr = 3e-3
 "#;
 
+/// `tegaki train --config CFG --data-dir DATA --out OUT`.
+fn train(cfg: &Path, data: &str, out: &str) -> Output {
+    tegaki(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--out",
+        out,
+    ])
+}
+
 #[test]
 fn train_eval_predict_and_errors() {
     let dir = tmpdir("");
@@ -34,15 +50,7 @@ fn train_eval_predict_and_errors() {
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
 
-    let o = tegaki(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data,
-        "--out",
-        run_s,
-    ]);
+    let o = train(&cfg, data, run_s);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(
@@ -59,15 +67,7 @@ fn train_eval_predict_and_errors() {
         assert!(run.join(f).is_file(), "missing {f}");
     }
     // training again into the same folder would overwrite it: refused
-    let o = tegaki(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data,
-        "--out",
-        run_s,
-    ]);
+    let o = train(&cfg, data, run_s);
     assert!(
         !o.status.success() && text(&o).contains("--resume"),
         "{}",
@@ -165,15 +165,11 @@ fn train_eval_predict_and_errors() {
     // missing data names the command that fetches it
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = tegaki(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
+    let o = train(
+        &cfg,
         empty.to_str().unwrap(),
-        "--out",
         dir.join("r2").to_str().unwrap(),
-    ]);
+    );
     assert!(
         !o.status.success() && text(&o).contains("cargo xtask download mnist"),
         "{}",
@@ -216,15 +212,7 @@ fn cnn_evaluates_the_same_with_and_without_winograd() {
     let data = dir.to_str().unwrap();
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
-    let o = tegaki(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data,
-        "--out",
-        run_s,
-    ]);
+    let o = train(&cfg, data, run_s);
     assert!(o.status.success(), "{}", text(&o));
     let accuracy = |env: &[(&str, &str)]| {
         let o = tegaki_with_env(&["eval", "--run", run_s, "--data-dir", data], env);
