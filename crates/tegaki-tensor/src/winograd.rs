@@ -534,53 +534,54 @@ mod avx512 {
                 }
             }};
         }
+        // d[i][j], patch row i and column j for every lane: row i's values
+        // are the `lo` vector from `padded[$start + i * pw..]` and the `hi`
+        // one `$hi` further, permuted by `$idx[j]`.
+        macro_rules! gather {
+            ($start:expr, $hi:expr, $lo_mask:expr, $hi_mask:expr, $idx:expr) => {{
+                let mut d = [[_mm512_setzero_ps(); 4]; 4];
+                for (i, di) in d.iter_mut().enumerate() {
+                    // SAFETY: the callers' masks keep both loads inside the
+                    // padded plane (see each call).
+                    let (lo, hi) = unsafe {
+                        let p = padded.as_ptr().add($start + i * pw);
+                        (
+                            _mm512_maskz_loadu_ps($lo_mask, p),
+                            _mm512_maskz_loadu_ps($hi_mask, p.add($hi)),
+                        )
+                    };
+                    for (dij, idx) in di.iter_mut().zip($idx) {
+                        *dij = _mm512_permutex2var_ps(lo, *idx, hi);
+                    }
+                }
+                d
+            }};
+        }
         for (c, plane) in x.chunks_exact(g.height * g.width).enumerate() {
             pad_plane(plane, g, padded);
             let mut ty = 0;
             while ty < g.tiles_h {
+                let base = c * ld + col0 + ty * tw;
                 if paired && ty + 1 < g.tiles_h {
-                    let row_mask = lanes(pw);
-                    let mut d = [[_mm512_setzero_ps(); 4]; 4];
-                    for (i, di) in d.iter_mut().enumerate() {
-                        // SAFETY: rows 2ty + i and 2ty + 2 + i <= 2 * tiles_h + 1
-                        // (ty + 1 < tiles_h), pw columns each, lie inside `padded`.
-                        let (lo, hi) = unsafe {
-                            let p = padded.as_ptr().add((2 * ty + i) * pw);
-                            (
-                                _mm512_maskz_loadu_ps(row_mask, p),
-                                _mm512_maskz_loadu_ps(row_mask, p.add(2 * pw)),
-                            )
-                        };
-                        for (dij, idx) in di.iter_mut().zip(&pair_cols) {
-                            *dij = _mm512_permutex2var_ps(lo, *idx, hi);
-                        }
-                    }
-                    emit!(d, 2 * tw, c * ld + col0 + ty * tw);
+                    // Rows 2ty + i and 2ty + 2 + i <= 2 * tiles_h + 1, pw
+                    // columns each.
+                    let row = lanes(pw);
+                    emit!(
+                        gather!(2 * ty * pw, 2 * pw, row, row, &pair_cols),
+                        2 * tw,
+                        base
+                    );
                     ty += 2;
                     continue;
                 }
                 let mut tx0 = 0;
                 while tx0 < tw {
+                    // Row 2ty + i, columns 2tx0 .. 2tx0 + 2k + 2 <= pw.
                     let k = (tw - tx0).min(15);
                     let n = 2 * k + 2;
                     let (lo_mask, hi_mask) = (lanes(n), lanes(n.saturating_sub(16)));
-                    // d[i][j]: patch row i, column j, for the k tiles.
-                    let mut d = [[_mm512_setzero_ps(); 4]; 4];
-                    for (i, di) in d.iter_mut().enumerate() {
-                        // SAFETY: row 2ty + i < 2 * tiles_h + 2 and columns
-                        // 2tx0 .. 2tx0 + 2k + 2 <= pw lie inside `padded`.
-                        let (lo, hi) = unsafe {
-                            let p = padded.as_ptr().add((2 * ty + i) * pw + 2 * tx0);
-                            (
-                                _mm512_maskz_loadu_ps(lo_mask, p),
-                                _mm512_maskz_loadu_ps(hi_mask, p.add(16)),
-                            )
-                        };
-                        for (dij, idx) in di.iter_mut().zip(&cols) {
-                            *dij = _mm512_permutex2var_ps(lo, *idx, hi);
-                        }
-                    }
-                    emit!(d, k, c * ld + col0 + ty * tw + tx0);
+                    let d = gather!(2 * ty * pw + 2 * tx0, 16, lo_mask, hi_mask, &cols);
+                    emit!(d, k, base + tx0);
                     tx0 += k;
                 }
                 ty += 1;
